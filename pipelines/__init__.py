@@ -1,0 +1,1 @@
+"""Pipelines: build dlt pipelines for sources and destinations, run syncs, serve the CLI."""

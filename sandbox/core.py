@@ -1,0 +1,273 @@
+"""What every simulated API shares: virtual clock, fault injection, request log, HTTP server.
+
+The clock is virtual (milliseconds since the epoch) and moves only when a test or the control
+endpoint advances it, so every run is deterministic. Faults are decided per request from a
+seeded RNG. Control endpoints live under `/_sandbox/` and are not part of any API contract.
+"""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+from dataclasses import dataclass, field, fields
+from datetime import datetime, timedelta, timezone
+from email.utils import formatdate
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Callable, Dict, List, Optional, Tuple
+from urllib.parse import parse_qs, urlsplit
+
+import orjson
+
+
+def iso_ms(ms: int) -> str:
+    """Format epoch milliseconds as UTC ISO 8601 with milliseconds and `Z`."""
+    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def parse_iso_ms(value: str) -> int:
+    """Parse an RFC 3339 timestamp to epoch milliseconds (sub-millisecond digits truncated).
+
+    Raises:
+        ValueError: not an RFC 3339 timestamp with an offset.
+    """
+    dt = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
+    if dt.tzinfo is None:
+        raise ValueError("timestamp without offset")
+    return (dt - _EPOCH) // timedelta(milliseconds=1)
+
+
+@dataclass
+class Request:
+    method: str
+    path: str
+    query: Dict[str, List[str]]
+    headers: Dict[str, str]  # lower-cased names
+    body: bytes = b""
+
+    def arg(self, name: str) -> Optional[str]:
+        values = self.query.get(name)
+        return values[-1] if values else None
+
+
+@dataclass
+class Response:
+    status: int
+    body: bytes = b""
+    headers: Dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def json(cls, status: int, payload: Any, **headers: str) -> "Response":
+        return cls(status, orjson.dumps(payload), {"Content-Type": "application/json", **headers})
+
+
+@dataclass
+class Faults:
+    """Switchable faults, each a probability per request (0 = off).
+
+    `retry_after` is the `Retry-After` of injected 429s; `slow_seconds` the delay of a slow
+    response; `fail_next` forces the next N requests to a 503 regardless of the rates.
+    """
+
+    rate_429: float = 0.0
+    rate_5xx: float = 0.0
+    rate_slow: float = 0.0
+    rate_malformed: float = 0.0
+    rate_reset: float = 0.0
+    retry_after: int = 1
+    slow_seconds: float = 0.0
+    latency_seconds: float = 0.0
+    fail_next: int = 0
+
+    def update(self, **changes: Any) -> None:
+        names = {f.name for f in fields(self)}
+        for key, value in changes.items():
+            if key not in names:
+                raise ValueError(f"unknown fault {key!r}")
+            setattr(self, key, type(getattr(self, key))(value))
+
+
+class Api:
+    """Base of a simulated API: subclasses implement `route` and `advance_to`."""
+
+    name = "api"
+
+    def __init__(self, start_ms: int, seed: int) -> None:
+        self.now_ms = start_ms
+        self.rng = random.Random(seed)
+        self.lock = threading.RLock()
+        self.faults = Faults()
+        self.fault_rng = random.Random(seed + 1)
+        self.requests: List[Tuple[str, str]] = []
+        self.injected: Dict[str, int] = {}
+        self.before_request: Optional[Callable[[Request], None]] = None
+
+    # -- clock ----------------------------------------------------------------------------
+    def advance(self, seconds: float) -> None:
+        """Move the clock forward, letting the API's world change over that span."""
+        with self.lock:
+            self.advance_to(self.now_ms + int(seconds * 1000))
+
+    def advance_to(self, target_ms: int) -> None:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- serving --------------------------------------------------------------------------
+    def route(self, request: Request) -> Response:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def error(self, status: int, code: str, message: str) -> Response:
+        """An error response in this API's format (overridden per API)."""
+        return Response.json(status, {"error": {"code": code, "message": message}})
+
+    def count(self, path: str) -> int:
+        """How many API requests were made to `path` (prefix match) since the last reset."""
+        return sum(1 for _, p in self.requests if p.startswith(path))
+
+    def reset_stats(self) -> None:
+        self.requests.clear()
+        self.injected.clear()
+
+    def serve(self, request: Request) -> Tuple[Response, Optional[str]]:
+        """Handle one API request, maybe replacing it by a fault; returns (response, action)."""
+        if self.before_request is not None:
+            self.before_request(request)
+        with self.lock:
+            self.requests.append((request.method, request.path))
+            action = self._fault()
+            if action is not None:
+                self.injected[action] = self.injected.get(action, 0) + 1
+            if action == "429":
+                return self.error(429, "rate_limited", "Too many requests") , action
+            if action is not None and action.startswith("5"):
+                return self._server_error(int(action[:3]), action), action
+            response = self.route(request)
+            if action == "malformed" and response.status == 200:
+                response = Response(200, response.body[: len(response.body) // 2],
+                                    {"Content-Type": "application/json"})
+            if response.status == 429:
+                response.headers["Retry-After"] = str(self.faults.retry_after)
+            return response, action
+
+    def _fault(self) -> Optional[str]:
+        f, r = self.faults, self.fault_rng
+        if f.fail_next > 0:
+            f.fail_next -= 1
+            return "503-json"
+        if f.rate_429 and r.random() < f.rate_429:
+            return "429"
+        if f.rate_5xx and r.random() < f.rate_5xx:
+            return r.choice(["500-json", "502-empty", "503-html", "504-empty"])
+        if f.rate_reset and r.random() < f.rate_reset:
+            return "reset"
+        if f.rate_slow and r.random() < f.rate_slow:
+            return "slow"
+        if f.rate_malformed and r.random() < f.rate_malformed:
+            return "malformed"
+        return None
+
+    def _server_error(self, status: int, action: str) -> Response:
+        if action.endswith("json"):
+            return self.error(status, "internal", "Internal error")
+        if action.endswith("html"):
+            return Response(status, b"<html><body><h1>Service Unavailable</h1></body></html>",
+                            {"Content-Type": "text/html"})
+        return Response(status, b"")
+
+    # -- control --------------------------------------------------------------------------
+    def control(self, request: Request) -> Response:
+        """`/_sandbox/...`: advance the clock, set faults, read stats. Not part of the API."""
+        verb = request.path.rsplit("/", 1)[-1]
+        if verb == "advance":
+            self.advance(float(request.arg("seconds") or 0))
+        elif verb == "faults":
+            self.faults = Faults()
+            self.faults.update(**(orjson.loads(request.body) if request.body else {}))
+        elif verb == "reset":
+            self.reset_stats()
+        elif verb != "stats":
+            return Response.json(404, {"error": "unknown control"})
+        return Response.json(200, {"now": iso_ms(self.now_ms), "requests": len(self.requests),
+                                   "injected": self.injected})
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: "_Server"
+    protocol_version = "HTTP/1.1"
+
+    def log_message(self, format: str, *args: Any) -> None:  # quiet
+        pass
+
+    def date_time_string(self, timestamp: Optional[float] = None) -> str:
+        """The `Date` header tells the virtual clock, the server's clock that counts."""
+        return formatdate(self.server.api.now_ms / 1000, usegmt=True)
+
+    def _handle(self) -> None:
+        parts = urlsplit(self.path)
+        length = int(self.headers.get("Content-Length") or 0)
+        request = Request(
+            method=self.command,
+            path=parts.path,
+            query=parse_qs(parts.query, keep_blank_values=True),
+            headers={k.lower(): v for k, v in self.headers.items()},
+            body=self.rfile.read(length) if length else b"",
+        )
+        api = self.server.api
+        action = None
+        if request.path.startswith("/_sandbox/"):
+            response = api.control(request)
+        else:
+            response, action = api.serve(request)
+        if action == "reset":
+            self.close_connection = True
+            self.connection.shutdown(2)  # the client sees its connection reset
+            return
+        delay = api.faults.latency_seconds + (api.faults.slow_seconds if action == "slow" else 0)
+        if delay:
+            time.sleep(delay)
+        self.send_response(response.status)
+        for key, value in response.headers.items():
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(response.body)))
+        self.end_headers()
+        self.wfile.write(response.body)
+
+    do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, api: Api, port: int) -> None:
+        self.api = api
+        super().__init__(("127.0.0.1", port), _Handler)
+
+
+class Served:
+    """A running server for one API; `url` is its base URL. Use as a context manager."""
+
+    def __init__(self, api: Api, port: int = 0) -> None:
+        self.api = api
+        self._server = _Server(api, port)
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
+                                        name=f"sandbox-{api.name}")
+
+    def start(self) -> "Served":
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    def __enter__(self) -> "Served":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()

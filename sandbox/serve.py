@@ -1,0 +1,34 @@
+"""Start the simulated APIs and say how to point sessionsync at them."""
+
+from __future__ import annotations
+
+from typing import Dict, Optional
+
+from sandbox.core import Served, parse_iso_ms
+from sandbox.mobilenext import DEMO_KEY, MobileNextApi
+
+START = "2026-11-01T00:00:00Z"  # the sandbox clock's starting time
+DEMO_START_DATE = "2026-09-01"  # older than every sandbox record
+PORTS = {"mobilenext": 8402}  # fixed ports of `sessionsync sandbox`
+
+
+def build_apis(**options: float) -> Dict[str, object]:
+    """Every simulated API, seeded and at the sandbox start time."""
+    return {"mobilenext": MobileNextApi(parse_iso_ms(START), **options)}  # type: ignore[arg-type]
+
+
+def serve_all(fixed_ports: bool = False, apis: Optional[Dict[str, object]] = None) -> Dict[str, Served]:
+    """Start a server per API on 127.0.0.1 (fixed ports, or free ones)."""
+    apis = apis or build_apis()
+    return {name: Served(api, PORTS[name] if fixed_ports else 0).start()  # type: ignore[arg-type]
+            for name, api in apis.items()}
+
+
+def demo_env(urls: Dict[str, str]) -> Dict[str, str]:
+    """Environment variables that point every source at the sandbox with demo credentials."""
+    return {
+        "SOURCES__MOBILENEXT__BASE_URL": urls["mobilenext"],
+        "SOURCES__MOBILENEXT__API_KEY": DEMO_KEY,
+        "SOURCES__MOBILENEXT__ORGANIZATION_IDS": "[]",
+        "SOURCES__MOBILENEXT__START_DATE": DEMO_START_DATE,
+    }

@@ -1,0 +1,210 @@
+"""The one HTTP layer every source uses.
+
+It owns what every API call needs and nothing API-specific: timeouts, bounded retries with
+exponential backoff and jitter, `Retry-After` on 429, one clear error for a request that must
+not be retried, credentials kept in an auth object and redacted from every message, and
+counters (requests, retries, rate-limit waits) that the run log and the tests read.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import time
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, Generator, Mapping, Optional
+
+import httpx
+import orjson
+from dlt.common.configuration import configspec
+from dlt.common.configuration.specs import BaseConfiguration
+
+log = logging.getLogger("sessionsync.http")
+
+RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+@configspec
+class HttpConfig(BaseConfiguration):
+    """Transport settings shared by all sources; defaults live in `.dlt/config.toml` [sources.http].
+
+    A source may override any of them in its own `[sources.<name>.http]` section.
+    """
+
+    connect_timeout: float = None  # type: ignore[assignment]
+    read_timeout: float = None  # type: ignore[assignment]
+    max_retries: int = None  # type: ignore[assignment]
+    backoff_base: float = None  # type: ignore[assignment]
+    backoff_max: float = None  # type: ignore[assignment]
+    max_pages: int = None  # type: ignore[assignment]
+
+
+class SyncError(Exception):
+    """An error a user can act on; its message is one line and holds no secret."""
+
+
+class ApiError(SyncError):
+    """A request that failed for good: a non-retryable status, or retries exhausted."""
+
+    def __init__(self, source: str, endpoint: str, status: Optional[int], message: str) -> None:
+        self.source, self.endpoint, self.status, self.message = source, endpoint, status, message
+        what = f"HTTP {status}" if status is not None else "no response"
+        super().__init__(f"{source}: {endpoint} failed with {what}: {message}")
+
+
+class PaginationError(SyncError):
+    """A paginator refused to go on (repeated cursor, page cap, a page it cannot trust)."""
+
+
+class BearerAuth(httpx.Auth):
+    """Sends `Authorization: Bearer <token>`; its repr never shows the token."""
+
+    def __init__(self, token: str) -> None:
+        self._token = token
+
+    def auth_flow(self, request: httpx.Request) -> Generator[httpx.Request, httpx.Response, None]:
+        request.headers["Authorization"] = f"Bearer {self._token}"
+        yield request
+
+    def redact(self, text: str) -> str:
+        """Remove the token from a text that could have echoed it (server messages, bodies)."""
+        return text.replace(self._token, "***") if self._token else text
+
+    def __repr__(self) -> str:
+        return "BearerAuth(***)"
+
+
+@dataclass
+class HttpStats:
+    """Counters of one client; read by the run log, the CLI and the tests."""
+
+    requests: int = 0
+    retries: int = 0
+    rate_limit_waits: int = 0
+    by_endpoint: Dict[str, int] = field(default_factory=dict)
+
+
+ErrorMessage = Callable[[Any], Optional[str]]
+"""Extracts the server's message from a parsed error body, per API error format."""
+
+
+class ApiClient:
+    """An httpx client with the retry policy and error handling every source shares.
+
+    Args:
+        source: source name, used in error messages.
+        base_url: scheme, host and port of the API.
+        auth: an auth object that carries the credentials (and can redact them).
+        config: timeouts and retry policy.
+        headers: extra non-secret headers sent on every request.
+        error_message: reads the server's message out of a parsed error body.
+    """
+
+    def __init__(
+        self,
+        source: str,
+        base_url: str,
+        auth: BearerAuth,
+        config: HttpConfig,
+        headers: Optional[Mapping[str, str]] = None,
+        error_message: Optional[ErrorMessage] = None,
+    ) -> None:
+        self.source = source
+        self.config = config
+        self.auth = auth
+        self.stats = HttpStats()
+        self.last_date: Optional[str] = None
+        self._error_message = error_message or (lambda body: None)
+        self._client = httpx.Client(
+            base_url=base_url.rstrip("/"),
+            auth=auth,
+            headers=dict(headers or {}),
+            timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
+        )
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> "ApiClient":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    def get_json(
+        self,
+        path: str,
+        params: Optional[Mapping[str, Any]] = None,
+        headers: Optional[Mapping[str, str]] = None,
+    ) -> Any:
+        """GET `path` and return its parsed JSON body, retrying what is transient.
+
+        Raises:
+            ApiError: on 4xx other than 429, on a body that is not JSON after retries, or when
+                the retries are used up.
+        """
+        endpoint = f"GET {path}"
+        attempt = 0
+        while True:
+            self.stats.requests += 1
+            self.stats.by_endpoint[path] = self.stats.by_endpoint.get(path, 0) + 1
+            wait: Optional[float] = None
+            try:
+                response = self._client.get(path, params=params, headers=headers)
+            except (httpx.TransportError,) as exc:  # connect errors, timeouts, resets
+                problem = f"{type(exc).__name__}"
+                status: Optional[int] = None
+            else:
+                self.last_date = response.headers.get("date", self.last_date)
+                status = response.status_code
+                if status < 300:
+                    try:
+                        return orjson.loads(response.content)
+                    except orjson.JSONDecodeError:
+                        problem = "response body is not valid JSON"
+                elif status in RETRY_STATUSES:
+                    problem = self._message(response)
+                    if status == 429:
+                        self.stats.rate_limit_waits += 1
+                        wait = _retry_after(response.headers.get("retry-after"))
+                else:
+                    raise ApiError(self.source, endpoint, status, self._message(response))
+            if attempt >= self.config.max_retries:
+                raise ApiError(
+                    self.source, endpoint, status, f"{problem} (gave up after {attempt} retries)"
+                )
+            attempt += 1
+            self.stats.retries += 1
+            if wait is None:
+                wait = backoff_delay(attempt, self.config.backoff_base, self.config.backoff_max)
+            log.info("%s: %s -> %s, retry %d in %.2fs", self.source, endpoint, problem, attempt, wait)
+            time.sleep(wait)
+
+    def _message(self, response: httpx.Response) -> str:
+        """The server's message for an error response, in one line and without secrets."""
+        message: Optional[str] = None
+        try:
+            message = self._error_message(orjson.loads(response.content))
+        except (orjson.JSONDecodeError, TypeError, KeyError, AttributeError):
+            message = None
+        if not message:
+            kind = response.headers.get("content-type", "").split(";")[0] or "empty"
+            message = f"{response.reason_phrase or 'error'} ({kind} body)"
+        return self.auth.redact(" ".join(str(message).split()))[:300]
+
+
+def backoff_delay(attempt: int, base: float, cap: float) -> float:
+    """Exponential backoff with full jitter: uniform in [0, min(cap, base * 2**(attempt-1))]."""
+    return random.uniform(0, min(cap, base * 2 ** (attempt - 1)))
+
+
+def _retry_after(value: Optional[str]) -> Optional[float]:
+    """Seconds to wait from a `Retry-After` header (delta seconds or HTTP date)."""
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        parsed = email.utils.parsedate_to_datetime(value)
+        return max(0.0, parsed.timestamp() - time.time()) if parsed else None

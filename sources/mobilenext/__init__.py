@@ -1,0 +1,209 @@
+"""Mobile Next source: organizations and their device sessions.
+
+Sessions are listed newest first with a strictly-`before` cursor and no `updatedAt`, so each
+run re-reads, per organization, only the window that can hold something new or changed: back to
+the newest session already loaded, or further back to the oldest session that was still
+unreleased (the platform releases within 24 hours). A full scan back to `start_date` runs every
+`reconcile_every_hours` to find sessions deleted upstream outside that window. Rows are emitted
+only when new or changed, compared with what the warehouse holds, so a quiet run loads nothing.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set
+
+import dlt
+import pyarrow as pa
+from dlt.sources import DltResource
+
+from sources.http import ApiClient, HttpConfig, SyncError
+from sources.loaded import read_loaded, sql_literal
+from sources.mobilenext.client import SOURCE, TieSafeBeforePaginator, make_client
+from sources.mobilenext.settings import API_PREFIX, MAX_PAGE_SIZE, SESSION_SCHEMA
+from sources.timeutil import epoch_ms, format_ms, parse_ts
+
+MERGE = {"disposition": "merge", "strategy": "upsert"}
+
+
+@dlt.source(name=SOURCE, max_table_nesting=0)
+def mobilenext_source(
+    base_url: str = dlt.config.value,
+    api_key: str = dlt.secrets.value,
+    organization_ids: Sequence[str] = dlt.config.value,
+    start_date: str = dlt.config.value,
+    page_size: int = dlt.config.value,
+    reconcile_every_hours: float = dlt.config.value,
+    http: HttpConfig = dlt.config.value,
+) -> List[DltResource]:
+    """Mobile Next organizations and sessions.
+
+    Args:
+        base_url: scheme, host and port of the API.
+        api_key: `mob_...` API key (secret).
+        organization_ids: organizations to sync; empty means every one the key can see.
+        start_date: ISO date or timestamp; sessions created before it are not loaded.
+        page_size: sessions per list request (1..500).
+        reconcile_every_hours: how often a run scans back to `start_date` to find deletions.
+        http: timeouts and retry policy.
+    """
+    start = _setting("start_date", lambda: parse_ts(start_date))
+    if not 1 <= int(page_size) <= MAX_PAGE_SIZE:
+        raise SyncError(f"{SOURCE}: page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
+    if not isinstance(organization_ids, (list, tuple)):
+        raise SyncError(f"{SOURCE}: organization_ids must be a JSON list of organization ids")
+    client = make_client(base_url, api_key, http)
+    orgs = _OrgDirectory(client, list(organization_ids))
+
+    @dlt.resource(name="organizations", primary_key="id", write_disposition=MERGE,
+                  columns={"name": {"data_type": "text", "nullable": True}})
+    def organizations() -> Iterator[List[Dict[str, Any]]]:
+        """The selected organizations with the key's role in each; only new or changed ones."""
+        fields = ["id", "name", "type", "role", "created_at"]
+        loaded = read_loaded("organizations", fields, "true")
+        before = {tuple(r[f] for f in fields) for r in (loaded.to_pylist() if loaded else [])}
+        rows = [
+            {"id": o["id"], "name": o["name"], "type": o["type"], "role": o["role"],
+             "created_at": parse_ts(o["createdAt"])}
+            for o in orgs.selected()
+        ]
+        changed = [r for r in rows if tuple(r[f] for f in fields) not in before]
+        if changed:
+            yield changed
+
+    @dlt.resource(name="sessions", primary_key="id", write_disposition=MERGE)
+    def sessions() -> Iterator[pa.Table]:
+        """New and changed sessions of every selected organization, deletions marked."""
+        state = dlt.current.resource_state().setdefault("orgs", {})
+        try:
+            for org in orgs.selected():
+                yield from _sync_org(client, org["id"], state, start, int(page_size),
+                                     float(reconcile_every_hours))
+        finally:
+            client.close()
+
+    return [organizations, sessions]
+
+
+def _setting(name: str, parse: Callable[[], Any]) -> Any:
+    try:
+        return parse()
+    except (TypeError, ValueError) as exc:
+        raise SyncError(f"{SOURCE}: setting {name} is invalid: {exc}") from None
+
+
+class _OrgDirectory:
+    """The organizations to sync, listed once per run and shared by both resources."""
+
+    def __init__(self, client: ApiClient, wanted: List[str]) -> None:
+        self.client, self.wanted = client, wanted
+        self._orgs: Optional[List[Dict[str, Any]]] = None
+
+    def selected(self) -> List[Dict[str, Any]]:
+        if self._orgs is None:
+            visible = self.client.get_json(f"{API_PREFIX}/organizations")["data"]
+            by_id = {o["id"]: o for o in visible}
+            unknown = [o for o in self.wanted if o not in by_id]
+            if unknown:
+                raise SyncError(
+                    f"{SOURCE}: the API key is not a member of organization(s) {', '.join(unknown)}"
+                )
+            self._orgs = [by_id[o] for o in self.wanted] if self.wanted else visible
+        return self._orgs
+
+
+def _sync_org(client: ApiClient, org_id: str, all_state: Dict[str, Any], start: datetime,
+              page_size: int, reconcile_every_hours: float) -> Iterator[pa.Table]:
+    """Scan one organization's window, yield what changed, then advance its state.
+
+    State per organization: `newest` (newest createdAt loaded), `open_from` (createdAt of the
+    oldest session still unreleased when last seen) and `reconciled_at` (server time of the
+    last full scan). The window reaches back to the older of `newest` and `open_from`.
+    """
+    state = all_state.get(org_id, {})
+    now = _server_now(client)
+    reconciled = state.get("reconciled_at")
+    full = not state or reconciled is None or (
+        now - parse_ts(reconciled) >= timedelta(hours=reconcile_every_hours))
+    marks = [parse_ts(state[k]) for k in ("newest", "open_from") if state.get(k)]
+    stop_at = max(start, min(marks)) if marks and not full else start
+
+    known = _loaded_sessions(org_id, stop_at)
+    seen: Set[str] = set()
+    newest = parse_ts(state["newest"]) if state.get("newest") else None
+    open_from: Optional[datetime] = None
+    for page in TieSafeBeforePaginator(client, org_id, page_size, stop_at).pages():
+        changed = []
+        for s in page:
+            seen.add(s["id"])
+            created = parse_ts(s["createdAt"])
+            newest = created if newest is None or created > newest else newest
+            if s["releasedAt"] is None and (open_from is None or created < open_from):
+                open_from = created
+            if s["id"] not in known or known[s["id"]] != _us(s["releasedAt"]):
+                changed.append(s)
+        if changed:
+            yield _sessions_table(changed)
+    gone = [sid for sid in known if sid not in seen]
+    if gone:
+        yield _marked_deleted(gone, _server_now(client))
+    all_state[org_id] = {
+        "newest": format_ms(newest) if newest else None,
+        "open_from": format_ms(open_from) if open_from else None,
+        "reconciled_at": format_ms(now) if full else reconciled,
+    }
+
+
+def _server_now(client: ApiClient) -> datetime:
+    """The API server's clock, from the `Date` header of its latest response."""
+    if client.last_date is None:
+        raise SyncError(f"{SOURCE}: the API sent no Date header")
+    return parse_ts(parsedate_to_datetime(client.last_date))
+
+
+def _us(value: Optional[str]) -> Optional[int]:
+    """Epoch microseconds of an API timestamp (how the warehouse stores it)."""
+    return None if value is None else epoch_ms(parse_ts(value)) * 1000
+
+
+def _loaded_sessions(org_id: str, since: datetime) -> Dict[str, Optional[int]]:
+    """id -> releasedAt (epoch µs) of live sessions already loaded, created at/after `since`."""
+    table = read_loaded(
+        "sessions", ["id", "released_at"],
+        f"organization = {sql_literal(org_id)} AND created_at >= "
+        f"{sql_literal(since.isoformat())}::TIMESTAMPTZ AND deleted_at IS NULL",
+    )
+    if table is None:
+        return {}
+    released = table.column("released_at").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
+    return dict(zip(table.column("id").to_pylist(), released.to_pylist()))
+
+
+def _sessions_table(sessions: List[Dict[str, Any]]) -> pa.Table:
+    """API session objects as an Arrow table (device flattened, timestamps typed)."""
+    device = [s["device"] for s in sessions]
+    return pa.table({
+        "id": [s["id"] for s in sessions],
+        "organization": [s["organization"] for s in sessions],
+        "user": [s["user"] for s in sessions],
+        "device__id": [d["id"] for d in device],
+        "device__platform": [d["platform"] for d in device],
+        "device__type": [d["type"] for d in device],
+        "device__name": [d["name"] for d in device],
+        "device__os_version": [d["osVersion"] for d in device],
+        "created_at": [_us(s["createdAt"]) for s in sessions],
+        "released_at": [_us(s["releasedAt"]) for s in sessions],
+        "deleted_at": [None] * len(sessions),
+    }, schema=SESSION_SCHEMA)
+
+
+def _marked_deleted(ids: List[str], at: datetime) -> pa.Table:
+    """The loaded rows of sessions gone upstream, with `deleted_at` set to `at`."""
+    id_list = ", ".join(sql_literal(i) for i in ids)
+    loaded = read_loaded("sessions", SESSION_SCHEMA.names, f"id IN ({id_list})")
+    assert loaded is not None  # the ids came from the same table
+    table = loaded.select(SESSION_SCHEMA.names).cast(SESSION_SCHEMA)
+    stamp = pa.array([epoch_ms(at) * 1000] * len(table), pa.int64()).cast(
+        SESSION_SCHEMA.field("deleted_at").type)
+    return table.set_column(table.schema.get_field_index("deleted_at"), "deleted_at", stamp)

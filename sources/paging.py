@@ -1,0 +1,47 @@
+"""Paginator base: the loop guard every API's paginator inherits.
+
+A paginator turns one page into the parameters of the next, or says there is no next page.
+The base refuses to loop: a cursor seen before, or more pages than the configured cap, stops
+the sync with a `PaginationError` instead of spinning or silently skipping data.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Hashable, Optional, Set
+
+from sources.http import PaginationError
+
+
+class Paginator:
+    """Tracks cursors and page count; subclasses implement `next_params`.
+
+    Args:
+        source: source name for error messages.
+        endpoint: endpoint for error messages.
+        max_pages: hard cap on pages in one pass.
+    """
+
+    def __init__(self, source: str, endpoint: str, max_pages: int) -> None:
+        self.source = source
+        self.endpoint = endpoint
+        self.max_pages = max_pages
+        self.page_count = 0
+        self._seen: Set[Hashable] = set()
+
+    def advance(self, cursor: Hashable) -> None:
+        """Record that the next request will use `cursor`; refuse a repeat or a runaway."""
+        self.page_count += 1
+        if cursor in self._seen:
+            raise PaginationError(
+                f"{self.source}: {self.endpoint} returned a cursor it returned before ({cursor!r});"
+                " stopping instead of looping"
+            )
+        if self.page_count >= self.max_pages:
+            raise PaginationError(
+                f"{self.source}: {self.endpoint} passed the page cap of {self.max_pages} pages;"
+                " raise sources.http.max_pages if this is expected"
+            )
+        self._seen.add(cursor)
+
+    def next_params(self, page: Any) -> Optional[Dict[str, Any]]:  # pragma: no cover - abstract
+        raise NotImplementedError

@@ -1,0 +1,91 @@
+"""Fixtures: a seeded sandbox on a real socket, an isolated warehouse and dlt working dir."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Dict, Iterator
+
+import pytest
+
+from pipelines.warehouse import connect, resolve_location
+from sandbox.core import Served, iso_ms, parse_iso_ms
+from sandbox.mobilenext import DEMO_KEY, MobileNextApi
+from sandbox.serve import START
+
+MEMBER_ORGS = ("org_acme", "org_beta")  # the orgs DEMO_KEY can see
+
+
+@pytest.fixture
+def mobilenext_api() -> Iterator[MobileNextApi]:
+    """A small, seeded Mobile Next world (about 1,300 sessions over 10 days)."""
+    yield MobileNextApi(parse_iso_ms(START), seed=11, sessions_per_day=80, history_days=10,
+                        deletions_per_day=3)
+
+
+@pytest.fixture
+def mobilenext(mobilenext_api: MobileNextApi, monkeypatch: pytest.MonkeyPatch,
+               tmp_path: Path) -> Iterator[MobileNextApi]:
+    """The sandbox API served on 127.0.0.1, with sessionsync configured to sync it."""
+    with Served(mobilenext_api) as served:
+        env = {
+            "SOURCES__MOBILENEXT__BASE_URL": served.url,
+            "SOURCES__MOBILENEXT__API_KEY": DEMO_KEY,
+            "SOURCES__MOBILENEXT__ORGANIZATION_IDS": "[]",
+            "SOURCES__MOBILENEXT__START_DATE": "2026-09-01",
+            "SOURCES__HTTP__BACKOFF_BASE": "0.01",
+            "SOURCES__HTTP__BACKOFF_MAX": "0.05",
+            "SOURCES__HTTP__READ_TIMEOUT": "2",
+            "SESSIONSYNC__PIPELINES_DIR": str(tmp_path / "pipelines"),
+            "SESSIONSYNC__WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
+            "SESSIONSYNC__FILE_WAREHOUSE": str(tmp_path / "files"),
+        }
+        for key, value in env.items():
+            monkeypatch.setenv(key, value)
+        mobilenext_api.url = served.url  # type: ignore[attr-defined]
+        yield mobilenext_api
+
+
+def truth_sessions(api: MobileNextApi, orgs: tuple = MEMBER_ORGS) -> Dict[str, Dict[str, Any]]:
+    """Every live session the API holds for `orgs`, by id."""
+    return {s["id"]: s for org in orgs for s in api.truth(org)}
+
+
+def loaded_sessions(destination: str = "duckdb") -> Dict[str, Dict[str, Any]]:
+    """Every row of mobilenext.sessions in the warehouse, by id (asserting ids are unique)."""
+    with connect(destination, resolve_location(destination, None)) as con:
+        cur = con.execute("SELECT * FROM mobilenext.sessions")
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, r)) for r in cur.fetchall()]
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids)), "duplicate session ids in the warehouse"
+    return {r["id"]: r for r in rows}
+
+
+def as_api(row: Dict[str, Any]) -> Dict[str, Any]:
+    """A warehouse row in the API's shape, to compare field by field with the truth."""
+    def ts(value: Any) -> Any:
+        return None if value is None else iso_ms(int(value.timestamp() * 1000 + 0.5))
+
+    return {
+        "id": row["id"], "organization": row["organization"], "user": row["user"],
+        "device": {"id": row["device__id"], "platform": row["device__platform"],
+                   "type": row["device__type"], "name": row["device__name"],
+                   "osVersion": row["device__os_version"]},
+        "createdAt": ts(row["created_at"]), "releasedAt": ts(row["released_at"]),
+    }
+
+
+def assert_equals_truth(api: MobileNextApi, destination: str = "duckdb") -> Dict[str, Any]:
+    """The warehouse's live sessions are exactly the API's, field for field; deleted ones are
+    marked. Returns the loaded rows."""
+    truth = truth_sessions(api)
+    loaded = loaded_sessions(destination)
+    live = {i: r for i, r in loaded.items() if r["deleted_at"] is None}
+    assert truth, "the sandbox holds no sessions: this test would prove nothing"
+    missing = truth.keys() - live.keys()
+    extra = live.keys() - truth.keys()
+    assert not missing, f"{len(missing)} sessions missing, e.g. {sorted(missing)[:3]}"
+    assert not extra, f"{len(extra)} sessions live in the warehouse but gone upstream"
+    diff = [i for i in truth if as_api(live[i]) != truth[i]]
+    assert not diff, f"{len(diff)} sessions differ, e.g. {as_api(live[diff[0]])} != {truth[diff[0]]}"
+    return loaded

@@ -16,7 +16,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 demo: $(VENV)/.installed
 	$(BIN)/sessionsync demo
 
-test: $(VENV)/.installed
+test: lint
 	$(BIN)/python -m pytest
 
 lint: $(VENV)/.installed

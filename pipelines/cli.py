@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from typing import List, Optional
 
@@ -11,7 +10,8 @@ import typer
 from rich.console import Console
 from typing_extensions import Annotated
 
-from pipelines.run import SyncResult, sync as run_sync
+from pipelines.run import SyncResult
+from pipelines.run import sync as run_sync
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Keep a warehouse in step with Session Services, Tagbase, Mobile Next "
@@ -100,4 +100,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -47,7 +47,7 @@ def sync_source(source: str, destination: str = "duckdb",
         pipeline.run(
             data,
             loader_file_format="parquet",
-            table_format="delta" if destination == "parquet" else None,
+            table_format="delta" if destination == "parquet" else None,  # type: ignore[arg-type]
         )
     except Exception as exc:  # reported as one line; the traceback goes to the debug log
         log.debug("sync of %s failed", source, exc_info=True)

@@ -24,7 +24,8 @@ DESTINATIONS = ("duckdb", "parquet")
 def resolve_location(destination: str, warehouse: Optional[str]) -> Path:
     """The warehouse path: the `--warehouse` option, else the configured default."""
     if destination not in DESTINATIONS:
-        raise SyncError(f"unknown destination {destination!r}; use one of {', '.join(DESTINATIONS)}")
+        raise SyncError(
+            f"unknown destination {destination!r}; use one of {', '.join(DESTINATIONS)}")
     key = "sessionsync.warehouse" if destination == "duckdb" else "sessionsync.file_warehouse"
     return Path(warehouse or dlt.config[key]).absolute()
 
@@ -77,4 +78,4 @@ def data_tables(con: duckdb.DuckDBPyConnection) -> List[str]:
 
 def row_counts(con: duckdb.DuckDBPyConnection) -> Dict[str, int]:
     """Rows per data table."""
-    return {t: con.execute(f"SELECT count(*) FROM {t}").fetchone()[0] for t in data_tables(con)}
+    return {t: con.execute(f"SELECT count(*) FROM {t}").fetchall()[0][0] for t in data_tables(con)}

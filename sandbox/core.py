@@ -11,7 +11,7 @@ import random
 import threading
 import time
 from dataclasses import dataclass, field, fields
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional, Tuple
@@ -22,11 +22,11 @@ import orjson
 
 def iso_ms(ms: int) -> str:
     """Format epoch milliseconds as UTC ISO 8601 with milliseconds and `Z`."""
-    dt = datetime.fromtimestamp(ms / 1000, tz=timezone.utc)
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{ms % 1000:03d}Z"
 
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 def parse_iso_ms(value: str) -> int:
@@ -61,7 +61,7 @@ class Response:
     headers: Dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def json(cls, status: int, payload: Any, **headers: str) -> "Response":
+    def json(cls, status: int, payload: Any, **headers: str) -> Response:
         return cls(status, orjson.dumps(payload), {"Content-Type": "application/json", **headers})
 
 
@@ -69,8 +69,10 @@ class Response:
 class Faults:
     """Switchable faults, each a probability per request (0 = off).
 
-    `retry_after` is the `Retry-After` of injected 429s; `slow_seconds` the delay of a slow
-    response; `fail_next` forces the next N requests to a 503 regardless of the rates.
+    `rate_repeat` answers with the previous page of the same path again (a cursor that
+    repeats). `retry_after` is the `Retry-After` of injected 429s; `slow_seconds` the delay of
+    a slow response; `latency_seconds` is added to every response; `fail_next` forces the next
+    N requests to a 503 regardless of the rates.
     """
 
     rate_429: float = 0.0
@@ -78,6 +80,7 @@ class Faults:
     rate_slow: float = 0.0
     rate_malformed: float = 0.0
     rate_reset: float = 0.0
+    rate_repeat: float = 0.0
     retry_after: int = 1
     slow_seconds: float = 0.0
     latency_seconds: float = 0.0
@@ -105,6 +108,7 @@ class Api:
         self.requests: List[Tuple[str, str]] = []
         self.injected: Dict[str, int] = {}
         self.before_request: Optional[Callable[[Request], None]] = None
+        self._last_ok: Dict[str, Response] = {}
 
     # -- clock ----------------------------------------------------------------------------
     def advance(self, seconds: float) -> None:
@@ -144,7 +148,11 @@ class Api:
                 return self.error(429, "rate_limited", "Too many requests") , action
             if action is not None and action.startswith("5"):
                 return self._server_error(int(action[:3]), action), action
+            if action == "repeat" and request.path in self._last_ok:
+                return self._last_ok[request.path], action
             response = self.route(request)
+            if response.status == 200:
+                self._last_ok[request.path] = response
             if action == "malformed" and response.status == 200:
                 response = Response(200, response.body[: len(response.body) // 2],
                                     {"Content-Type": "application/json"})
@@ -167,6 +175,8 @@ class Api:
             return "slow"
         if f.rate_malformed and r.random() < f.rate_malformed:
             return "malformed"
+        if f.rate_repeat and r.random() < f.rate_repeat:
+            return "repeat"
         return None
 
     def _server_error(self, status: int, action: str) -> Response:
@@ -195,7 +205,7 @@ class Api:
 
 
 class _Handler(BaseHTTPRequestHandler):
-    server: "_Server"
+    server: _Server
     protocol_version = "HTTP/1.1"
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
@@ -258,7 +268,7 @@ class Served:
         self._thread = threading.Thread(target=self._server.serve_forever, daemon=True,
                                         name=f"sandbox-{api.name}")
 
-    def start(self) -> "Served":
+    def start(self) -> Served:
         self._thread.start()
         return self
 
@@ -266,7 +276,7 @@ class Served:
         self._server.shutdown()
         self._server.server_close()
 
-    def __enter__(self) -> "Served":
+    def __enter__(self) -> Served:
         return self.start()
 
     def __exit__(self, *exc: Any) -> None:

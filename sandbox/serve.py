@@ -17,7 +17,8 @@ def build_apis(**options: float) -> Dict[str, object]:
     return {"mobilenext": MobileNextApi(parse_iso_ms(START), **options)}  # type: ignore[arg-type]
 
 
-def serve_all(fixed_ports: bool = False, apis: Optional[Dict[str, object]] = None) -> Dict[str, Served]:
+def serve_all(fixed_ports: bool = False,
+              apis: Optional[Dict[str, object]] = None) -> Dict[str, Served]:
     """Start a server per API on 127.0.0.1 (fixed ports, or free ones)."""
     apis = apis or build_apis()
     return {name: Served(api, PORTS[name] if fixed_ports else 0).start()  # type: ignore[arg-type]

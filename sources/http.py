@@ -126,7 +126,7 @@ class ApiClient:
     def close(self) -> None:
         self._client.close()
 
-    def __enter__(self) -> "ApiClient":
+    def __enter__(self) -> ApiClient:
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -152,7 +152,7 @@ class ApiClient:
             wait: Optional[float] = None
             try:
                 response = self._client.get(path, params=params, headers=headers)
-            except (httpx.TransportError,) as exc:  # connect errors, timeouts, resets
+            except httpx.TransportError as exc:  # connect errors, timeouts, resets
                 problem = f"{type(exc).__name__}"
                 status: Optional[int] = None
             else:
@@ -178,7 +178,8 @@ class ApiClient:
             self.stats.retries += 1
             if wait is None:
                 wait = backoff_delay(attempt, self.config.backoff_base, self.config.backoff_max)
-            log.info("%s: %s -> %s, retry %d in %.2fs", self.source, endpoint, problem, attempt, wait)
+            log.info("%s: %s -> %s, retry %d in %.2fs",
+                     self.source, endpoint, problem, attempt, wait)
             time.sleep(wait)
 
     def _message(self, response: httpx.Response) -> str:

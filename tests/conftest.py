@@ -55,7 +55,7 @@ def loaded_sessions(destination: str = "duckdb") -> Dict[str, Dict[str, Any]]:
     with connect(destination, resolve_location(destination, None)) as con:
         cur = con.execute("SELECT * FROM mobilenext.sessions")
         names = [d[0] for d in cur.description]
-        rows = [dict(zip(names, r)) for r in cur.fetchall()]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
     ids = [r["id"] for r in rows]
     assert len(ids) == len(set(ids)), "duplicate session ids in the warehouse"
     return {r["id"]: r for r in rows}
@@ -75,10 +75,11 @@ def as_api(row: Dict[str, Any]) -> Dict[str, Any]:
     }
 
 
-def assert_equals_truth(api: MobileNextApi, destination: str = "duckdb") -> Dict[str, Any]:
+def assert_equals_truth(api: MobileNextApi, destination: str = "duckdb",
+                        orgs: tuple = MEMBER_ORGS) -> Dict[str, Any]:
     """The warehouse's live sessions are exactly the API's, field for field; deleted ones are
     marked. Returns the loaded rows."""
-    truth = truth_sessions(api)
+    truth = truth_sessions(api, orgs)
     loaded = loaded_sessions(destination)
     live = {i: r for i, r in loaded.items() if r["deleted_at"] is None}
     assert truth, "the sandbox holds no sessions: this test would prove nothing"
@@ -87,5 +88,5 @@ def assert_equals_truth(api: MobileNextApi, destination: str = "duckdb") -> Dict
     assert not missing, f"{len(missing)} sessions missing, e.g. {sorted(missing)[:3]}"
     assert not extra, f"{len(extra)} sessions live in the warehouse but gone upstream"
     diff = [i for i in truth if as_api(live[i]) != truth[i]]
-    assert not diff, f"{len(diff)} sessions differ, e.g. {as_api(live[diff[0]])} != {truth[diff[0]]}"
+    assert not diff, f"{len(diff)} differ: {as_api(live[diff[0]])} != {truth[diff[0]]}"
     return loaded

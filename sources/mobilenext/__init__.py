@@ -18,13 +18,12 @@ import dlt
 import pyarrow as pa
 from dlt.sources import DltResource
 
+from sources.hints import MERGE
 from sources.http import ApiClient, HttpConfig, SyncError
 from sources.loaded import read_loaded, sql_literal
 from sources.mobilenext.client import SOURCE, TieSafeBeforePaginator, make_client
 from sources.mobilenext.settings import API_PREFIX, MAX_PAGE_SIZE, SESSION_SCHEMA
 from sources.timeutil import epoch_ms, format_ms, parse_ts
-
-MERGE = {"disposition": "merge", "strategy": "upsert"}
 
 
 @dlt.source(name=SOURCE, max_table_nesting=0)
@@ -50,7 +49,8 @@ def mobilenext_source(
     """
     start = _setting("start_date", lambda: parse_ts(start_date))
     if not 1 <= int(page_size) <= MAX_PAGE_SIZE:
-        raise SyncError(f"{SOURCE}: page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
+        raise SyncError(
+            f"{SOURCE}: page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
     if not isinstance(organization_ids, (list, tuple)):
         raise SyncError(f"{SOURCE}: organization_ids must be a JSON list of organization ids")
     client = make_client(base_url, api_key, http)
@@ -177,7 +177,7 @@ def _loaded_sessions(org_id: str, since: datetime) -> Dict[str, Optional[int]]:
     if table is None:
         return {}
     released = table.column("released_at").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    return dict(zip(table.column("id").to_pylist(), released.to_pylist()))
+    return dict(zip(table.column("id").to_pylist(), released.to_pylist(), strict=True))
 
 
 def _sessions_table(sessions: List[Dict[str, Any]]) -> pa.Table:

@@ -80,7 +80,7 @@ def demo(warehouse: Warehouse = None) -> None:
     out.print("\nRows per table:")
     for table, n in counts.items():
         out.print(f"  {table:<40} {n:>10}", highlight=False)
-    out.print(f"\nExample BI query:\n{BI_QUERY}\n")
+    out.print(f"\nExample BI query:\n{BI_QUERY}\n", soft_wrap=True, highlight=False)
     for row in bi_rows:
         out.print("  " + " | ".join(str(v) for v in row), highlight=False)
     out.print(f"\ndemo finished in {seconds:.1f}s", highlight=False)

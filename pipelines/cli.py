@@ -27,10 +27,10 @@ Warehouse = Annotated[Optional[str], typer.Option(
 def _report(results: List[SyncResult]) -> int:
     """Print one line per source; return the exit code (1 if any source failed)."""
     for r in results:
-        if r.ok:
-            rows = ", ".join(f"{t}={n}" for t, n in sorted(r.rows.items())) or "nothing new"
-            out.print(f"{r.source}: ok ({rows})", highlight=False)
-        else:
+        rows = ", ".join(f"{t}={n}" for t, n in sorted(r.rows.items())) or "nothing new"
+        if r.ok or r.rows:
+            out.print(f"{r.source}: {'ok' if r.ok else 'partly loaded'} ({rows})", highlight=False)
+        if not r.ok:
             err.print(f"error: {r.error}", highlight=False, soft_wrap=True)
     return 0 if all(r.ok for r in results) else 1
 

@@ -12,6 +12,7 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 
 from pipelines.registry import source_factory
 from pipelines.warehouse import dlt_destination, pipelines_dir, resolve_location
+from sources import partitions
 from sources.http import SyncError
 
 log = logging.getLogger("sessionsync")
@@ -40,22 +41,27 @@ def make_pipeline(source: str, destination: str, warehouse: Optional[str]) -> dl
 
 def sync_source(source: str, destination: str = "duckdb",
                 warehouse: Optional[str] = None) -> SyncResult:
-    """Sync one source; never raises for a sync failure, reports it in the result instead."""
+    """Sync one source; never raises for a sync failure, reports it in the result instead.
+
+    A partition (tenant, organization) that fails is reported in `error` while the others
+    load; the result is then not ok, and `rows` counts what did load.
+    """
     try:
         pipeline = make_pipeline(source, destination, warehouse)
         data = source_factory(source)()
-        pipeline.run(
-            data,
-            loader_file_format="parquet",
-            table_format="delta" if destination == "parquet" else None,  # type: ignore[arg-type]
-        )
+        with partitions.collecting() as failures:
+            pipeline.run(
+                data,
+                loader_file_format="parquet",
+                table_format="delta" if destination == "parquet" else None,  # type: ignore[arg-type]
+            )
     except Exception as exc:  # reported as one line; the traceback goes to the debug log
         log.debug("sync of %s failed", source, exc_info=True)
         return SyncResult(source, ok=False, error=one_line_error(source, exc))
     info = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
     counts = dict(info.row_counts) if info else {}
     rows = {t: n for t, n in counts.items() if not t.startswith("_dlt")}
-    return SyncResult(source, ok=True, rows=rows)
+    return SyncResult(source, ok=not failures, rows=rows, error="; ".join(failures) or None)
 
 
 def sync(sources: Sequence[str], destination: str = "duckdb",

@@ -23,6 +23,8 @@ from dlt.common.configuration.specs import BaseConfiguration
 log = logging.getLogger("sessionsync.http")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Statuses that condemn one partition (its credentials or its id), not the whole run.
+PARTITION_STATUSES = frozenset({401, 403, 404})
 
 
 @configspec

@@ -81,7 +81,7 @@ def test_wrong_key_fails_clearly_and_leaks_nothing(mobilenext: MobileNextApi,
 @pytest.mark.parametrize("setting, value, message", [
     ("PAGE_SIZE", "0", "page_size must be between 1 and 500"),
     ("START_DATE", "last tuesday", "setting start_date is invalid"),
-    ("ORGANIZATION_IDS", '["org_nope"]', "not a member of organization(s) org_nope"),
+    ("ORGANIZATION_IDS", '["org_nope"]', "not a member of organization org_nope"),
 ])
 def test_bad_config_fails_with_one_line(mobilenext: MobileNextApi, setting: str, value: str,
                                          message: str) -> None:
@@ -100,11 +100,14 @@ def test_missing_key_names_the_setting(mobilenext: MobileNextApi) -> None:
     assert "missing setting(s) api_key" in proc.stderr
 
 
-def test_forbidden_org_is_named(mobilenext: MobileNextApi) -> None:
-    # org_solo exists but the key is not a member: the API answers 403
-    proc = run_cli("sync", "mobilenext", SOURCES__MOBILENEXT__ORGANIZATION_IDS='["org_solo"]')
+def test_forbidden_org_fails_alone(mobilenext: MobileNextApi) -> None:
+    # org_solo exists but the key is not a member of it; org_acme must still load
+    proc = run_cli("sync", "mobilenext",
+                   SOURCES__MOBILENEXT__ORGANIZATION_IDS='["org_solo", "org_acme"]')
     assert proc.returncode == 1
-    assert "org_solo" in proc.stderr
+    assert proc.stderr.strip().splitlines() == [
+        "error: mobilenext: the API key is not a member of organization org_solo"]
+    assert_equals_truth(mobilenext, orgs=("org_acme",))
 
 
 def test_repeated_page_stops_instead_of_looping(mobilenext: MobileNextApi,

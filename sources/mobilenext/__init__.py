@@ -18,8 +18,9 @@ import dlt
 import pyarrow as pa
 from dlt.sources import DltResource
 
+from sources import partitions
 from sources.hints import MERGE
-from sources.http import ApiClient, HttpConfig, SyncError
+from sources.http import PARTITION_STATUSES, ApiClient, ApiError, HttpConfig, SyncError
 from sources.loaded import read_loaded, sql_literal
 from sources.mobilenext.client import SOURCE, TieSafeBeforePaginator, make_client
 from sources.mobilenext.settings import API_PREFIX, MAX_PAGE_SIZE, SESSION_SCHEMA
@@ -78,8 +79,13 @@ def mobilenext_source(
         state = dlt.current.resource_state().setdefault("orgs", {})
         try:
             for org in orgs.selected():
-                yield from _sync_org(client, org["id"], state, start, int(page_size),
-                                     float(reconcile_every_hours))
+                try:
+                    yield from _sync_org(client, org["id"], state, start, int(page_size),
+                                         float(reconcile_every_hours))
+                except ApiError as exc:
+                    if exc.status not in PARTITION_STATUSES:
+                        raise
+                    partitions.report(f"{SOURCE}: organization {org['id']}: {exc}")
         finally:
             client.close()
 
@@ -104,12 +110,11 @@ class _OrgDirectory:
         if self._orgs is None:
             visible = self.client.get_json(f"{API_PREFIX}/organizations")["data"]
             by_id = {o["id"]: o for o in visible}
-            unknown = [o for o in self.wanted if o not in by_id]
-            if unknown:
-                raise SyncError(
-                    f"{SOURCE}: the API key is not a member of organization(s) {', '.join(unknown)}"
-                )
-            self._orgs = [by_id[o] for o in self.wanted] if self.wanted else visible
+            for org in self.wanted:
+                if org not in by_id:
+                    partitions.report(
+                        f"{SOURCE}: the API key is not a member of organization {org}")
+            self._orgs = [by_id[o] for o in self.wanted if o in by_id] if self.wanted else visible
         return self._orgs
 
 

@@ -2,19 +2,22 @@
 
 from __future__ import annotations
 
+import json
 from typing import Dict, Optional
 
 from sandbox.core import Served, parse_iso_ms
 from sandbox.mobilenext import DEMO_KEY, MobileNextApi
+from sandbox.session_services import TENANTS, SessionServicesApi, token_for
 
 START = "2026-11-01T00:00:00Z"  # the sandbox clock's starting time
 DEMO_START_DATE = "2026-09-01"  # older than every sandbox record
-PORTS = {"mobilenext": 8402}  # fixed ports of `sessionsync sandbox`
+PORTS = {"session_services": 8401, "mobilenext": 8402}  # fixed ports of `sessionsync sandbox`
 
 
-def build_apis(**options: float) -> Dict[str, object]:
+def build_apis() -> Dict[str, object]:
     """Every simulated API, seeded and at the sandbox start time."""
-    return {"mobilenext": MobileNextApi(parse_iso_ms(START), **options)}  # type: ignore[arg-type]
+    start = parse_iso_ms(START)
+    return {"mobilenext": MobileNextApi(start), "session_services": SessionServicesApi(start)}
 
 
 def serve_all(fixed_ports: bool = False,
@@ -32,4 +35,8 @@ def demo_env(urls: Dict[str, str]) -> Dict[str, str]:
         "SOURCES__MOBILENEXT__API_KEY": DEMO_KEY,
         "SOURCES__MOBILENEXT__ORGANIZATION_IDS": "[]",
         "SOURCES__MOBILENEXT__START_DATE": DEMO_START_DATE,
+        "SOURCES__SESSION_SERVICES__BASE_URL": urls["session_services"],
+        "SOURCES__SESSION_SERVICES__TENANT_TOKENS": json.dumps(
+            {t: token_for(t) for t in TENANTS}),
+        "SOURCES__SESSION_SERVICES__START_DATE": DEMO_START_DATE,
     }

@@ -1,0 +1,444 @@
+"""Session Services simulator, per `shared/api/session_services.md`.
+
+A discrete-event world per tenant: events go on sale and take place, orders move through
+PENDING -> PROCESSING -> SUCCESSFUL or ABANDONED (and are re-reserved), successful orders issue
+tickets, get refunded or disputed within 60 days, tickets are scanned in and out during the
+event, events are edited and soft-deleted. Everything happens on the virtual clock.
+"""
+
+from __future__ import annotations
+
+import base64
+import bisect
+import hashlib
+import heapq
+import hmac
+import json
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import orjson
+
+from sandbox.core import Api, Request, Response, iso_ms
+from sandbox.typeid import TypeIds
+
+API_VERSION = "2025-09-22"
+MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000
+MUTABLE_MS = 60 * DAY  # refunds and disputes up to 60 days after the order
+_SECRET = b"sandbox-session-services"
+
+TENANTS = {"tnt_01jqpj2t2kfvmstt6f6tzkbaf2": "Northside Promotions",
+           "tnt_01jqpj3m8x7d2q4wz9c0hvr5ea": "Harbour Live"}
+UNISSUED_TENANT = "tnt_01jqpj4b0000000000000000zz"  # never exists: unknown tenant
+
+
+def token_for(tenant_id: str) -> str:
+    """The sandbox's JWT for a tenant (HS256 over a fixed secret, so tokens are stable)."""
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+    head = b64(b'{"alg":"HS256","typ":"JWT"}')
+    body = b64(json.dumps({"sub": "integration", "tenant": tenant_id}).encode())
+    sig = b64(hmac.new(_SECRET, f"{head}.{body}".encode(), hashlib.sha256).digest())
+    return f"{head}.{body}.{sig}"
+
+
+def _token_tenant(token: str) -> Optional[str]:
+    try:
+        head, body, sig = token.split(".")
+        expected = base64.urlsafe_b64encode(
+            hmac.new(_SECRET, f"{head}.{body}".encode(), hashlib.sha256).digest()).rstrip(b"=")
+        if not hmac.compare_digest(expected.decode(), sig):
+            return None
+        return json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))["tenant"]
+    except (ValueError, KeyError, json.JSONDecodeError):
+        return None
+
+
+def _cursor(pos: str) -> str:
+    payload = json.dumps({"version": 1, "pos": {"primaryKey": pos}}, separators=(",", ":"))
+    mac = hmac.new(_SECRET, payload.encode(), hashlib.sha256).hexdigest()[:16]
+    raw = json.dumps({"c": payload, "m": mac}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _cursor_pos(cursor: str) -> Optional[str]:
+    try:
+        raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if hmac.new(_SECRET, raw["c"].encode(), hashlib.sha256).hexdigest()[:16] != raw["m"]:
+            return None
+        return str(json.loads(raw["c"])["pos"]["primaryKey"])
+    except (ValueError, KeyError, TypeError, json.JSONDecodeError):
+        return None
+
+
+@dataclass
+class Collection:
+    """Records of one kind in ascending id order."""
+
+    ids: List[str] = field(default_factory=list)
+    by_id: Dict[str, Dict[str, Any]] = field(default_factory=dict)
+
+    def add(self, record: Dict[str, Any]) -> Dict[str, Any]:
+        self.ids.append(record["id"])  # ids are created in ascending order
+        self.by_id[record["id"]] = record
+        return record
+
+
+@dataclass
+class Tenant:
+    id: str
+    name: str
+    orders_per_day: float
+    venues: Collection = field(default_factory=Collection)
+    events: Collection = field(default_factory=Collection)
+    admissions: Collection = field(default_factory=Collection)
+    orders: Collection = field(default_factory=Collection)
+    tickets: Collection = field(default_factory=Collection)
+    admissions_of: Dict[str, List[str]] = field(default_factory=dict)
+    tickets_of_event: Dict[str, List[str]] = field(default_factory=dict)
+    tickets_of_order: Dict[str, List[str]] = field(default_factory=dict)
+
+
+class SessionServicesApi(Api):
+    """The Session Services API with two tenants and a simulated ticketing business.
+
+    Args:
+        start_ms: the clock's starting time.
+        seed: RNG seed.
+        orders_per_day: mean orders per day in the first tenant (the second gets half).
+        history_days: days simulated before `start_ms`.
+    """
+
+    name = "session_services"
+
+    def __init__(self, start_ms: int, seed: int = 21, orders_per_day: float = 150,
+                 history_days: float = 30) -> None:
+        super().__init__(start_ms - int(history_days * DAY), seed)
+        self.ids = TypeIds(self.rng)
+        self.tenants = {
+            tid: Tenant(tid, name, orders_per_day * (1 if i == 0 else 0.5))
+            for i, (tid, name) in enumerate(TENANTS.items())
+        }
+        self.tokens = {tid: token_for(tid) for tid in self.tenants}
+        self.revoked: set = set()
+        self._queue: List[Tuple[int, int, str, Tuple[Any, ...]]] = []
+        self._seq = 0
+        for tenant in self.tenants.values():
+            for _ in range(3):
+                self._new_venue(tenant)
+            for _ in range(4):
+                self._new_event(tenant, self.now_ms - self.rng.randint(1, 20) * DAY)
+            for kind, gap in (("event_new", 2 * DAY), ("event_edit", DAY / 2),
+                              ("event_delete", 12 * DAY), ("order_new", 0)):
+                self._schedule_next(kind, tenant, gap)
+        self.advance_to(start_ms)
+
+    # -- scheduling ---------------------------------------------------------------------------
+    def _at(self, when: int, kind: str, *args: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (when, self._seq, kind, args))
+
+    def _schedule_next(self, kind: str, tenant: Tenant, mean_gap: float) -> None:
+        if kind == "order_new":
+            mean_gap = DAY / tenant.orders_per_day if tenant.orders_per_day > 0 else 0
+        if mean_gap > 0:
+            self._at(self.now_ms + 1 + int(self.rng.expovariate(1 / mean_gap)), kind, tenant.id,
+                     mean_gap)
+
+    def advance_to(self, target_ms: int) -> None:
+        while self._queue and self._queue[0][0] <= target_ms:
+            when, _, kind, args = heapq.heappop(self._queue)
+            self.now_ms = max(self.now_ms, when)
+            getattr(self, f"_on_{kind}")(*args)
+        self.now_ms = max(self.now_ms, target_ms)
+
+    def _touch(self, record: Dict[str, Any], **changes: Any) -> None:
+        record.update(changes)
+        record["updatedAt"] = iso_ms(self.now_ms)
+
+    # -- world: venues and events -------------------------------------------------------------
+    def _new_venue(self, tenant: Tenant) -> None:
+        n = len(tenant.venues.ids) + 1
+        now = iso_ms(self.now_ms)
+        tenant.venues.add({
+            "id": self.ids.new("ven", self.now_ms), "name": f"{tenant.name} Hall {n}",
+            "slug": f"hall-{n}", "address": f"{n} Quay Street", "city": "Auckland",
+            "country": "NZ", "capacity": self.rng.choice([300, 800, 2500]),
+            "createdAt": now, "updatedAt": now})
+
+    def _new_event(self, tenant: Tenant, starts_ms: int) -> None:
+        n = len(tenant.events.ids) + 1
+        now = iso_ms(self.now_ms)
+        venue = tenant.venues.by_id[self.rng.choice(tenant.venues.ids)]
+        ends_ms = starts_ms + self.rng.randint(3, 6) * HOUR
+        event = tenant.events.add({
+            "id": self.ids.new("evt", self.now_ms), "tenantId": tenant.id,
+            "name": f"Night {n}", "slug": f"night-{n}", "description": f"Show number {n}",
+            "status": "UPCOMING", "approval": "APPROVED",
+            "visibility": self.rng.choice(["PUBLIC", "PUBLIC", "PRIVATE", "SCHEDULED"]),
+            "currency": "NZD", "venueId": venue["id"], "entryStartsAt": iso_ms(starts_ms),
+            "entryEndsAt": iso_ms(ends_ms), "publishAt": now,
+            "location": {"name": venue["name"], "address": venue["address"], "city": "Auckland",
+                         "state": None, "postcode": "1010", "country": "NZ",
+                         "latitude": -36.8442, "longitude": 174.7676,
+                         "timeZone": "Pacific/Auckland"},
+            "images": {"mobile": {"src": f"https://img.example/{n}-m.jpg", "alt": "poster",
+                                  "width": 640, "height": 960},
+                       "desktop": {"src": f"https://img.example/{n}-d.jpg", "alt": "poster",
+                                   "width": 1920, "height": 1080}},
+            "createdAt": now, "updatedAt": now})
+        tenant.admissions_of[event["id"]] = []
+        tenant.tickets_of_event[event["id"]] = []
+        for name, price in self.rng.sample([("General", 4500), ("Early Bird", 3500),
+                                            ("VIP", 12000), ("Student", 3000)], 3):
+            adm = tenant.admissions.add({
+                "id": self.ids.new("adm", self.now_ms), "eventId": event["id"], "name": name,
+                "price": price, "currency": "NZD", "capacity": self.rng.choice([100, 200, 500]),
+                "createdAt": now, "updatedAt": now})
+            tenant.admissions_of[event["id"]].append(adm["id"])
+        if starts_ms > self.now_ms:
+            self._at(starts_ms, "event_start", tenant.id, event["id"])
+        else:
+            self._touch(event, status="ENDED" if ends_ms <= self.now_ms else "ACTIVE")
+        if ends_ms > self.now_ms:
+            self._at(ends_ms, "event_end", tenant.id, event["id"])
+
+    def _on_event_new(self, tid: str, gap: float) -> None:
+        tenant = self.tenants[tid]
+        self._new_event(tenant, self.now_ms + self.rng.randint(2, 25) * DAY)
+        self._schedule_next("event_new", tenant, gap)
+
+    def _on_event_edit(self, tid: str, gap: float) -> None:
+        tenant = self.tenants[tid]
+        event = tenant.events.by_id[self.rng.choice(tenant.events.ids)]
+        self._touch(event, description=f"{event['description']} (updated)")
+        if self.rng.random() < 0.3:
+            adm = tenant.admissions.by_id[self.rng.choice(tenant.admissions_of[event["id"]])]
+            self._touch(adm, price=adm["price"] + 500)
+        self._schedule_next("event_edit", tenant, gap)
+
+    def _on_event_delete(self, tid: str, gap: float) -> None:
+        tenant = self.tenants[tid]
+        live = [e for e in tenant.events.ids if "deletedAt" not in tenant.events.by_id[e]]
+        if len(live) > 2:
+            event = tenant.events.by_id[self.rng.choice(live)]
+            self._touch(event, deletedAt=iso_ms(self.now_ms))
+        self._schedule_next("event_delete", tenant, gap)
+
+    def _on_event_start(self, tid: str, eid: str) -> None:
+        tenant = self.tenants[tid]
+        event = tenant.events.by_id[eid]
+        self._touch(event, status="ACTIVE")
+        for tkt in tenant.tickets_of_event[eid]:
+            self._plan_scans(tenant, tenant.tickets.by_id[tkt], event)
+
+    def _on_event_end(self, tid: str, eid: str) -> None:
+        self._touch(self.tenants[tid].events.by_id[eid], status="ENDED")
+
+    # -- world: orders and tickets ------------------------------------------------------------
+    def _on_order_new(self, tid: str, gap: float) -> None:
+        tenant = self.tenants[tid]
+        on_sale = [e for e in tenant.events.ids[-12:]
+                   if tenant.events.by_id[e]["status"] in ("UPCOMING", "ACTIVE")
+                   and "deletedAt" not in tenant.events.by_id[e]]
+        if on_sale:
+            self._new_order(tenant, tenant.events.by_id[self.rng.choice(on_sale)])
+        self._schedule_next("order_new", tenant, gap)
+
+    def _new_order(self, tenant: Tenant, event: Dict[str, Any]) -> None:
+        items = []
+        kinds = self.rng.choice([1, 1, 2])
+        for adm_id in self.rng.sample(tenant.admissions_of[event["id"]], kinds):
+            adm = tenant.admissions.by_id[adm_id]
+            items.append({"admissionId": adm_id, "sectionId": None,
+                          "quantity": self.rng.choice([1, 1, 2, 2, 4]), "price": adm["price"]})
+        base = sum(i["price"] * i["quantity"] for i in items)
+        booking = base // 20
+        discount = -(base // 10) if self.rng.random() < 0.1 else 0
+        gross = base + booking + discount
+        gateway = -(gross * 3 // 100)
+        now = iso_ms(self.now_ms)
+        name = f"Customer {self.rng.randint(1, 99999)}"
+        order = tenant.orders.add({
+            "id": self.ids.new("ord", self.now_ms), "eventId": event["id"], "status": "PENDING",
+            "currency": "NZD", "total": gross, "gross": gross, "base": base, "booking": booking,
+            "shipping": 0, "discount": discount, "refunded": 0, "gateway": gateway,
+            "net": gross + gateway,
+            "customer": {"id": self.ids.new("cus", self.now_ms), "name": name,
+                         "email": f"{name.lower().replace(' ', '.')}@mail.example"},
+            "items": items, "createdAt": now, "updatedAt": now})
+        self._at(self.now_ms + self.rng.randint(1, 5) * MIN, "order_process", tenant.id,
+                 order["id"], self.now_ms)
+
+    def _on_order_process(self, tid: str, oid: str, reserved_ms: int) -> None:
+        order = self.tenants[tid].orders.by_id[oid]
+        self._touch(order, status="PROCESSING")
+        if self.rng.random() < 0.85:
+            self._at(self.now_ms + self.rng.randint(1, 3) * MIN, "order_succeed", tid, oid)
+        else:
+            self._at(reserved_ms + 10 * MIN, "order_abandon", tid, oid)
+
+    def _on_order_abandon(self, tid: str, oid: str) -> None:
+        self._touch(self.tenants[tid].orders.by_id[oid], status="ABANDONED")
+        if self.rng.random() < 0.3:
+            self._at(self.now_ms + self.rng.randint(1, 30) * MIN, "order_rereserve", tid, oid)
+
+    def _on_order_rereserve(self, tid: str, oid: str) -> None:
+        self._touch(self.tenants[tid].orders.by_id[oid], status="PENDING")
+        self._at(self.now_ms + self.rng.randint(1, 5) * MIN, "order_process", tid, oid,
+                 self.now_ms)
+
+    def _on_order_succeed(self, tid: str, oid: str) -> None:
+        tenant = self.tenants[tid]
+        order = tenant.orders.by_id[oid]
+        self._touch(order, status="SUCCESSFUL")
+        event = tenant.events.by_id[order["eventId"]]
+        now = iso_ms(self.now_ms)
+        for item in order["items"]:
+            for _ in range(item["quantity"]):
+                name = order["customer"]["name"]
+                ticket = tenant.tickets.add({
+                    "id": self.ids.new("tkt", self.now_ms), "orderId": oid,
+                    "eventId": event["id"], "admissionId": item["admissionId"],
+                    "sectionId": None, "status": "ACTIVE",
+                    "attendee": {"name": name, "email": order["customer"]["email"]},
+                    "scannedAt": None, "createdAt": now, "updatedAt": now})
+                tenant.tickets_of_event[event["id"]].append(ticket["id"])
+                tenant.tickets_of_order.setdefault(oid, []).append(ticket["id"])
+                if event["status"] == "ACTIVE":
+                    self._plan_scans(tenant, ticket, event)
+        r = self.rng.random()
+        created = self._ms(order["createdAt"])
+        if r < 0.06:
+            self._at(created + self.rng.randint(HOUR, MUTABLE_MS - HOUR), "order_refund", tid, oid)
+        elif r < 0.075:
+            self._at(created + self.rng.randint(DAY, MUTABLE_MS - HOUR), "order_dispute", tid, oid)
+
+    def _on_order_refund(self, tid: str, oid: str) -> None:
+        tenant = self.tenants[tid]
+        order = tenant.orders.by_id[oid]
+        if order["status"] != "SUCCESSFUL":
+            return
+        self._touch(order, refunded=-order["gross"], net=order["gateway"])
+        for tkt in tenant.tickets_of_order.get(oid, []):
+            self._touch(tenant.tickets.by_id[tkt], status="CANCELLED")
+
+    def _on_order_dispute(self, tid: str, oid: str) -> None:
+        order = self.tenants[tid].orders.by_id[oid]
+        if order["status"] == "SUCCESSFUL" and order["refunded"] == 0:
+            self._touch(order, status="DISPUTED")
+
+    def _plan_scans(self, tenant: Tenant, ticket: Dict[str, Any], event: Dict[str, Any]) -> None:
+        start = max(self.now_ms, self._ms(event["entryStartsAt"]))
+        end = self._ms(event["entryEndsAt"])
+        if end - start > 2 * MIN and self.rng.random() < 0.85:
+            t_in = self.rng.randint(start + MIN, end - MIN)
+            self._at(t_in, "scan", tenant.id, ticket["id"], "REDEEMED")
+            if self.rng.random() < 0.2:
+                self._at(self.rng.randint(t_in, end), "scan", tenant.id, ticket["id"], "ACTIVE")
+
+    def _on_scan(self, tid: str, tkt: str, status: str) -> None:
+        ticket = self.tenants[tid].tickets.by_id[tkt]
+        if ticket["status"] != "CANCELLED":
+            self._touch(ticket, status=status, scannedAt=iso_ms(self.now_ms))
+
+    @staticmethod
+    def _ms(value: str) -> int:
+        from sandbox.core import parse_iso_ms
+        return parse_iso_ms(value)
+
+    # -- truth for tests ----------------------------------------------------------------------
+    def truth(self, tenant_id: str, kind: str) -> List[Dict[str, Any]]:
+        """Every record of a kind in a tenant, as the API would show it (deleted events too)."""
+        return [dict(r) for r in getattr(self.tenants[tenant_id], kind).by_id.values()]
+
+    # -- HTTP ---------------------------------------------------------------------------------
+    def error(self, status: int, code: str, message: str,
+              issues: Optional[List[Dict[str, Any]]] = None) -> Response:
+        return Response.json(status, {"message": message, "statusCode": status,
+                                      "issues": issues or []})
+
+    def route(self, request: Request) -> Response:
+        tid = request.headers.get("x-tenant-id")
+        if not tid:
+            return self.error(400, "bad_request", "The x-tenant-id header is required")
+        version = request.headers.get("x-api-version")
+        if version is not None and version != API_VERSION:
+            return self.error(400, "bad_request", f"Unsupported x-api-version {version}")
+        tenant = self.tenants.get(tid)
+        if tenant is None:
+            return self.error(404, "not_found", "Tenant not found")
+        parts = request.path.strip("/").split("/")
+        if parts[0] in ("orders", "tickets"):
+            auth = request.headers.get("authorization", "")
+            token = auth[7:] if auth.startswith("Bearer ") else ""
+            owner = _token_tenant(token) if token not in self.revoked else None
+            if owner is None:
+                return self.error(401, "unauthorized", "Missing or invalid bearer token")
+            if owner != tid:
+                return self.error(403, "forbidden", "Token is not valid for this tenant")
+        if parts == ["venues"]:
+            return self._list(request, "venues", tenant.venues, tenant.venues.ids)
+        if parts == ["events"]:
+            deleted = request.arg("deleted") == "true"
+            return self._list(request, "events", tenant.events, tenant.events.ids,
+                              lambda e: ("deletedAt" in e) == deleted)
+        if len(parts) == 2 and parts[0] == "events":
+            return self._one("event", tenant.events, parts[1])
+        if len(parts) == 3 and parts[0] == "events" and parts[2] == "admissions":
+            if parts[1] not in tenant.events.by_id:
+                return self.error(404, "not_found", "Event not found")
+            return self._list(request, "admissions", tenant.admissions,
+                              tenant.admissions_of[parts[1]])
+        if parts == ["orders"]:
+            event_id, status = request.arg("eventId"), request.arg("status")
+            return self._list(request, "orders", tenant.orders, tenant.orders.ids,
+                              lambda o: (event_id is None or o["eventId"] == event_id)
+                              and (status is None or o["status"] == status))
+        if len(parts) == 2 and parts[0] == "orders":
+            return self._one("order", tenant.orders, parts[1])
+        if parts == ["tickets"]:
+            event_id, order_id = request.arg("eventId"), request.arg("orderId")
+            if event_id is None and order_id is None:
+                return self.error(400, "bad_request", "eventId or orderId is required")
+            ids = (tenant.tickets_of_event.get(event_id, []) if event_id is not None
+                   else tenant.tickets_of_order.get(order_id or "", []))
+            return self._list(request, "tickets", tenant.tickets, ids,
+                              lambda t: order_id is None or t["orderId"] == order_id)
+        return self.error(404, "not_found", f"Cannot GET {request.path}")
+
+    def _one(self, key: str, collection: Collection, rid: str) -> Response:
+        record = collection.by_id.get(rid)
+        if record is None:
+            return self.error(404, "not_found", f"{key.capitalize()} not found")
+        return Response.json(200, {key: record})
+
+    def _list(self, request: Request, key: str, collection: Collection, ids: List[str],
+              keep: Optional[Callable[[Dict[str, Any]], bool]] = None) -> Response:
+        raw = request.arg("limit")
+        try:
+            limit = 20 if raw is None else int(raw)
+            if not 1 <= limit <= 100:
+                raise ValueError
+        except ValueError:
+            return self.error(422, "invalid", "Validation failed", [
+                {"path": ["limit"], "message": "Number must be between 1 and 100"}])
+        after, before = request.arg("after"), request.arg("before")
+        if after is not None and before is not None:
+            return self.error(400, "bad_request", "Use after or before, not both")
+        pos = _cursor_pos(after or before or "") if (after or before) is not None else None
+        if (after or before) is not None and pos is None:
+            return self.error(400, "bad_request", "Invalid cursor")
+        matching = ids if keep is None else [i for i in ids if keep(collection.by_id[i])]
+        if before is not None and pos is not None:
+            end = bisect.bisect_left(matching, pos)
+            start = max(0, end - limit)
+        else:
+            start = bisect.bisect_right(matching, pos) if pos is not None else 0
+            end = min(len(matching), start + limit)
+        page = matching[start:end]
+        body = {key: [collection.by_id[i] for i in page],
+                "before": _cursor(page[0]) if page and start > 0 else None,
+                "after": _cursor(page[-1]) if page and end < len(matching) else None,
+                "limit": limit}
+        return Response(200, orjson.dumps(body), {"Content-Type": "application/json"})

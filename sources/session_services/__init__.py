@@ -1,0 +1,244 @@
+"""Session Services source: venues, events, admissions, orders and tickets of many tenants.
+
+Collections are ascending by id with opaque `after` cursors and no `updatedAt` filter. Each run,
+per tenant, reads only what can hold something new or changed and emits only records whose
+`updatedAt` is at or after the tenant's watermark (the server time its last successful run
+began, less a margin):
+
+- `orders`: from a stored page cursor whose page starts before the 60-day refund window, to the
+  end: every new order and every order that can still change. Page cursors are kept in state.
+- `events` and `venues`: the whole (small) lists, soft-deleted events included.
+- `admissions`: per event still on sale (UPCOMING or ACTIVE) or changed this run.
+- `tickets`: per event with an order changed since the tickets watermark (new tickets,
+  refund cancellations) or an entry window open since then (check-in and check-out scans).
+
+Resources are evaluated in declaration order (`[extract] next_item_mode = "fifo"`), so
+`tickets` reuses what `orders` and `events` read in the same run instead of reading it again.
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+
+import dlt
+from dlt.common.schema.typing import TColumnSchema
+from dlt.sources import DltResource
+
+from sources import partitions
+from sources.hints import MERGE
+from sources.http import PARTITION_STATUSES, ApiClient, ApiError, HttpConfig, SyncError
+from sources.session_services.client import SOURCE, AfterCursorPaginator, make_client
+from sources.session_services.settings import (
+    LADDER_MAX,
+    MUTABLE_DAYS,
+    WATERMARK_MARGIN_SECONDS,
+)
+from sources.timeutil import format_ms, parse_ts
+
+Records = List[Dict[str, Any]]
+TIMESTAMPS = ("created_at", "updated_at")
+
+
+@dlt.source(name=SOURCE)
+def session_services_source(
+    base_url: str = dlt.config.value,
+    tenant_tokens: Dict[str, str] = dlt.secrets.value,
+    start_date: str = dlt.config.value,
+    http: HttpConfig = dlt.config.value,
+) -> List[DltResource]:
+    """Session Services records of every tenant in `tenant_tokens`.
+
+    Args:
+        base_url: scheme, host and port of the API.
+        tenant_tokens: tenant id -> JWT issued for that tenant (secret).
+        start_date: ISO date; orders and tickets created before it are not loaded.
+        http: timeouts and retry policy.
+    """
+    if not isinstance(tenant_tokens, dict) or not tenant_tokens:
+        raise SyncError(f"{SOURCE}: tenant_tokens must be a JSON object of tenant id -> token")
+    try:
+        start = format_ms(parse_ts(start_date))
+    except (TypeError, ValueError) as exc:
+        raise SyncError(f"{SOURCE}: setting start_date is invalid: {exc}") from None
+    tenants = [_Tenant(tid, make_client(base_url, tid, token, http))
+               for tid, token in tenant_tokens.items()]
+
+    def each_tenant(name: str) -> Iterator[Tuple[_Tenant, Dict[str, Any]]]:
+        """The tenants still in good standing, each with this resource's state for it."""
+        state = dlt.current.resource_state().setdefault("tenants", {})
+        for tenant in tenants:
+            if not tenant.failed:
+                yield tenant, state.setdefault(tenant.id, {})
+
+    def table(name: str, **hints: Any) -> Any:
+        columns: Dict[str, TColumnSchema] = {
+            c: {"data_type": "timestamp"} for c in TIMESTAMPS + hints.pop("ts", ())}
+        columns.update({c: {"data_type": "text"} for c in hints.pop("text", ())})
+        return dlt.resource(name=name, primary_key="id", write_disposition=MERGE,
+                            columns=columns, **hints)
+
+    @table("orders", nested_hints={"items": dlt.mark.make_nested_hints(
+        columns={"section_id": {"name": "section_id", "data_type": "text"}})})
+    def orders() -> Iterator[Records]:
+        for tenant, st in each_tenant("orders"):
+            with tenant.guard():
+                yield from _orders(tenant, st, start)
+
+    @table("events", ts=("entry_starts_at", "entry_ends_at", "publish_at", "deleted_at"),
+           text=("location__state",))
+    def events() -> Iterator[Records]:
+        for tenant, st in each_tenant("events"):
+            with tenant.guard():
+                yield _changed(tenant, tenant.events(), st)
+                st["watermark"] = tenant.watermark()
+
+    @table("venues")
+    def venues() -> Iterator[Records]:
+        for tenant, st in each_tenant("venues"):
+            with tenant.guard():
+                for records, _ in AfterCursorPaginator(tenant.client, "/venues", "venues").pages():
+                    yield _changed(tenant, records, st)
+                st["watermark"] = tenant.watermark()
+
+    @table("admissions")
+    def admissions() -> Iterator[Records]:
+        for tenant, st in each_tenant("admissions"):
+            with tenant.guard():
+                since = st.get("watermark")
+                due = [e["id"] for e in tenant.events()
+                       if since is None or e["updatedAt"] >= since
+                       or (e["status"] in ("UPCOMING", "ACTIVE") and "deletedAt" not in e)]
+                for event_id in due:
+                    for records, _ in AfterCursorPaginator(
+                            tenant.client, f"/events/{event_id}/admissions", "admissions").pages():
+                        yield _changed(tenant, records, st)
+                st["watermark"] = tenant.watermark()
+
+    @table("tickets", ts=("scanned_at",), text=("section_id",))
+    def tickets() -> Iterator[Records]:
+        for tenant, st in each_tenant("tickets"):
+            with tenant.guard():
+                for event_id in sorted(_ticket_events_due(tenant, st.get("watermark"))):
+                    for records, _ in AfterCursorPaginator(tenant.client, "/tickets", "tickets",
+                                                           {"eventId": event_id}).pages():
+                        yield _changed(tenant, [r for r in records if r["createdAt"] >= start], st)
+                st["watermark"] = tenant.watermark()
+
+    return [orders, events, venues, admissions, tickets]
+
+
+class _Tenant:
+    """One tenant within one run: its client, its standing, and what the run has read."""
+
+    def __init__(self, tenant_id: str, client: ApiClient) -> None:
+        self.id, self.client = tenant_id, client
+        self.failed = False
+        self.started: Optional[datetime] = None
+        self._events: Optional[Records] = None
+        self.order_changes: Optional[List[Tuple[str, str]]] = None  # (eventId, updatedAt)
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """Turn a refusal of this tenant (401/403/404) into a partition failure."""
+        try:
+            yield
+        except ApiError as exc:
+            if exc.status not in PARTITION_STATUSES:
+                raise
+            self.failed = True
+            partitions.report(str(exc))
+
+    def now(self) -> datetime:
+        """The server's clock (the `Date` of its latest response); fetches once if needed."""
+        if self.client.last_date is None:
+            self.client.get_json("/venues", params={"limit": 1})
+        now = parse_ts(parsedate_to_datetime(self.client.last_date or ""))
+        if self.started is None:
+            self.started = now
+        return now
+
+    def watermark(self) -> str:
+        """Where the next run's change filter starts: when this run began, less a margin."""
+        self.now()
+        assert self.started is not None
+        return format_ms(self.started - timedelta(seconds=WATERMARK_MARGIN_SECONDS))
+
+    def events(self) -> Records:
+        """Every event, live and soft-deleted, read once per run."""
+        if self._events is None:
+            self.now()
+            found: Records = []
+            for deleted in ("false", "true"):
+                for records, _ in AfterCursorPaginator(self.client, "/events", "events",
+                                                       {"deleted": deleted}).pages():
+                    found.extend(records)
+            self._events = found
+        return self._events
+
+
+def _changed(tenant: _Tenant, records: Records, state: Dict[str, Any]) -> Records:
+    """Records updated at or after the watermark, each stamped with its tenant."""
+    since = state.get("watermark")
+    return [dict(r, tenantId=tenant.id) for r in records
+            if since is None or r["updatedAt"] >= since]
+
+
+def _orders(tenant: _Tenant, st: Dict[str, Any], start: str) -> Iterator[Records]:
+    """Scan orders from the stored page whose orders can still change; yield changed ones."""
+    since = st.get("watermark")
+    begin = _window_start(st.get("ladder", []), since)
+    ladder: List[List[Any]] = []
+    changes: List[Tuple[str, str]] = []
+    for records, cursor in AfterCursorPaginator(tenant.client, "/orders", "orders",
+                                                start=begin).pages():
+        if records:
+            ladder.append([cursor, records[0]["createdAt"]])
+        changes.extend((r["eventId"], r["updatedAt"]) for r in records)
+        rows = [dict(r, tenantId=tenant.id) for r in records
+                if r["createdAt"] >= start and (since is None or r["updatedAt"] >= since)]
+        if rows:
+            yield rows
+    tenant.order_changes = changes
+    st["ladder"] = _thin(ladder)
+    st["watermark"] = tenant.watermark()
+
+
+def _window_start(ladder: List[List[Any]], since: Optional[str]) -> Optional[str]:
+    """The stored cursor to start from: the last page that begins before the refund window.
+
+    Every order before that page is older than the window and can no longer change. The
+    window is measured back from the previous run's start (`since`), which is earlier than
+    now, so it errs on the side of reading more; no watermark (first run) reads everything.
+    """
+    if since is None:
+        return None
+    cutoff = format_ms(parse_ts(since) - timedelta(days=MUTABLE_DAYS))
+    begin: Optional[str] = None
+    for cursor, first_created in ladder:
+        if first_created <= cutoff:
+            begin = cursor
+    return begin
+
+
+def _thin(ladder: List[List[Any]]) -> List[List[Any]]:
+    """Keep at most LADDER_MAX cursors, always the first (costs at most a few extra pages)."""
+    step = max(1, -(-len(ladder) // LADDER_MAX))
+    return ladder[::step]
+
+
+def _ticket_events_due(tenant: _Tenant, since: Optional[str]) -> Set[str]:
+    """Events whose tickets may have changed since `since` (all of them on a first run)."""
+    events = tenant.events()
+    if since is None:
+        return {e["id"] for e in events}
+    if tenant.order_changes is None:  # `orders` not selected this run: read its window
+        for _ in _orders(tenant, dict(dlt.current.resource_state("orders").get(
+                "tenants", {}).get(tenant.id, {})), start=""):
+            pass
+    now = format_ms(tenant.now())
+    due = {event_id for event_id, updated in tenant.order_changes or [] if updated >= since}
+    due |= {e["id"] for e in events if e["entryEndsAt"] >= since and e["entryStartsAt"] <= now}
+    return due

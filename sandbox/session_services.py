@@ -15,7 +15,7 @@ import heapq
 import hmac
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import orjson
 
@@ -25,7 +25,8 @@ from sandbox.typeid import TypeIds
 API_VERSION = "2025-09-22"
 MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 MUTABLE_MS = 60 * DAY  # refunds and disputes up to 60 days after the order
-_SECRET = b"sandbox-session-services"
+_SECRET = b"sandbox-session-services"  # signs tokens
+_CURSOR_SECRET = b"sandbox-cursors"  # signs cursors, so they are opaque and tamper-evident
 
 TENANTS = {"tnt_01jqpj2t2kfvmstt6f6tzkbaf2": "Northside Promotions",
            "tnt_01jqpj3m8x7d2q4wz9c0hvr5ea": "Harbour Live"}
@@ -56,7 +57,7 @@ def _token_tenant(token: str) -> Optional[str]:
 
 def _cursor(pos: str) -> str:
     payload = json.dumps({"version": 1, "pos": {"primaryKey": pos}}, separators=(",", ":"))
-    mac = hmac.new(_SECRET, payload.encode(), hashlib.sha256).hexdigest()[:16]
+    mac = hmac.new(_CURSOR_SECRET, payload.encode(), hashlib.sha256).hexdigest()[:16]
     raw = json.dumps({"c": payload, "m": mac}, separators=(",", ":")).encode()
     return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
 
@@ -64,7 +65,7 @@ def _cursor(pos: str) -> str:
 def _cursor_pos(cursor: str) -> Optional[str]:
     try:
         raw = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
-        if hmac.new(_SECRET, raw["c"].encode(), hashlib.sha256).hexdigest()[:16] != raw["m"]:
+        if hmac.new(_CURSOR_SECRET, raw["c"].encode(), hashlib.sha256).hexdigest()[:16] != raw["m"]:
             return None
         return str(json.loads(raw["c"])["pos"]["primaryKey"])
     except (ValueError, KeyError, TypeError, json.JSONDecodeError):
@@ -429,16 +430,38 @@ class SessionServicesApi(Api):
         pos = _cursor_pos(after or before or "") if (after or before) is not None else None
         if (after or before) is not None and pos is None:
             return self.error(400, "bad_request", "Invalid cursor")
-        matching = ids if keep is None else [i for i in ids if keep(collection.by_id[i])]
+        ok = keep or (lambda _record: True)
+
+        def matches(order: range, count: int) -> List[str]:
+            return list(_take((ids[k] for k in order), collection, ok, count))
+
         if before is not None and pos is not None:
-            end = bisect.bisect_left(matching, pos)
-            start = max(0, end - limit)
+            # The page is the `limit` matches just before the cursor.
+            edge = bisect.bisect_left(ids, pos)
+            found = matches(range(edge - 1, -1, -1), limit + 1)
+            page = list(reversed(found[:limit]))
+            more_before = len(found) > limit
+            more_after = bool(matches(range(edge, len(ids)), 1))
         else:
-            start = bisect.bisect_right(matching, pos) if pos is not None else 0
-            end = min(len(matching), start + limit)
-        page = matching[start:end]
+            edge = bisect.bisect_right(ids, pos) if pos is not None else 0
+            found = matches(range(edge, len(ids)), limit + 1)
+            page = found[:limit]
+            more_after = len(found) > limit
+            more_before = bool(matches(range(edge - 1, -1, -1), 1))
         body = {key: [collection.by_id[i] for i in page],
-                "before": _cursor(page[0]) if page and start > 0 else None,
-                "after": _cursor(page[-1]) if page and end < len(matching) else None,
+                "before": _cursor(page[0]) if page and more_before else None,
+                "after": _cursor(page[-1]) if page and more_after else None,
                 "limit": limit}
         return Response(200, orjson.dumps(body), {"Content-Type": "application/json"})
+
+
+def _take(ids: Iterator[str], collection: Collection,
+          keep: Callable[[Dict[str, Any]], bool], count: int) -> Iterator[str]:
+    """Yield up to `count` ids whose records pass `keep`, scanning lazily."""
+    taken = 0
+    for rid in ids:
+        if taken >= count:
+            return
+        if keep(collection.by_id[rid]):
+            taken += 1
+            yield rid

@@ -1,0 +1,239 @@
+"""Session Services end to end: two tenants, lifecycles on the clock, tenant isolation."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import pytest
+
+from pipelines.run import make_pipeline, sync_source
+from pipelines.warehouse import connect, resolve_location
+from sandbox.core import Served, iso_ms, parse_iso_ms
+from sandbox.serve import START
+from sandbox.session_services import (
+    DAY,
+    TENANTS,
+    UNISSUED_TENANT,
+    SessionServicesApi,
+    token_for,
+)
+from sources.http import ApiClient, ApiError, BearerAuth, HttpConfig
+from tests.test_mobilenext_failures import run_cli
+
+A, B = list(TENANTS)
+DAY_S = DAY // 1000  # the clock advances in seconds
+TABLES = ("venues", "events", "admissions", "orders", "tickets")
+
+
+@pytest.fixture
+def session_services(monkeypatch: pytest.MonkeyPatch,
+                     tmp_path: Path) -> Iterator[SessionServicesApi]:
+    api = SessionServicesApi(parse_iso_ms(START), seed=5, orders_per_day=60, history_days=20)
+    with Served(api) as served:
+        tokens = json.dumps({t: token_for(t) for t in TENANTS})
+        for key, value in {
+            "SOURCES__SESSION_SERVICES__BASE_URL": served.url,
+            "SOURCES__SESSION_SERVICES__TENANT_TOKENS": tokens,
+            "SOURCES__SESSION_SERVICES__START_DATE": "2026-09-01",
+            "SOURCES__HTTP__BACKOFF_BASE": "0.01",
+            "SOURCES__HTTP__BACKOFF_MAX": "0.05",
+            "SESSIONSYNC__PIPELINES_DIR": str(tmp_path / "pipelines"),
+            "SESSIONSYNC__WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
+            "SESSIONSYNC__FILE_WAREHOUSE": str(tmp_path / "files"),
+        }.items():
+            monkeypatch.setenv(key, value)
+        api.url = served.url  # type: ignore[attr-defined]
+        yield api
+
+
+def _snake(name: str) -> str:
+    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
+
+
+def _flat(record: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
+    """A record the way dlt stores it: nested objects flattened with `__`, lists left out."""
+    out: Dict[str, Any] = {}
+    for key, value in record.items():
+        name = prefix + _snake(key)
+        if isinstance(value, dict):
+            out.update(_flat(value, name + "__"))
+        elif not isinstance(value, list) and value is not None:
+            out[name] = value
+    return out
+
+
+def _value(v: Any) -> Any:
+    if hasattr(v, "timestamp"):
+        return iso_ms(round(v.timestamp() * 1000))
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
+
+
+def loaded(table: str, destination: str = "duckdb") -> Dict[str, Dict[str, Any]]:
+    with connect(destination, resolve_location(destination, None)) as con:
+        cur = con.execute(f"SELECT * FROM session_services.{table}")
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+    ids = [r["id"] for r in rows]
+    assert len(ids) == len(set(ids)), f"duplicate ids in {table}"
+    return {r["id"]: r for r in rows}
+
+
+def assert_equals_truth(api: SessionServicesApi, destination: str = "duckdb",
+                        tenants: tuple = (A, B)) -> Dict[str, Dict[str, Any]]:
+    """Every record of every table equals the API's, field for field, under its own tenant."""
+    everything = {}
+    for table in TABLES:
+        rows = loaded(table, destination)
+        truth = {r["id"]: (t, r) for t in tenants for r in api.truth(t, table)}
+        assert truth, f"the sandbox has no {table}: the test would prove nothing"
+        missing = truth.keys() - rows.keys()
+        assert not missing, f"{len(missing)} {table} missing, e.g. {sorted(missing)[:2]}"
+        extra = rows.keys() - truth.keys()
+        assert not extra, f"{len(extra)} {table} in the warehouse that the API does not hold"
+        for rid, (tenant, record) in truth.items():
+            row = rows[rid]
+            assert row["tenant_id"] == tenant, f"{table} {rid} under the wrong tenant"
+            for col, want in _flat(record).items():
+                got = row[col]
+                assert _value(got) == _value(want), f"{table} {rid}.{col}: {got} != {want}"
+            if table == "events":
+                assert (row["deleted_at"] is None) == ("deletedAt" not in record), rid
+        everything[table] = rows
+    return everything
+
+
+def test_initial_sync_of_two_tenants_equals_truth(session_services: SessionServicesApi) -> None:
+    result = sync_source("session_services")
+    assert result.ok, result.error
+    data = assert_equals_truth(session_services)
+    assert {r["tenant_id"] for r in data["orders"].values()} == {A, B}
+    items = connect("duckdb", resolve_location("duckdb", None)).execute(
+        "SELECT count(*) FROM session_services.orders__items").fetchall()[0][0]
+    truth = [o for t in TENANTS for o in session_services.truth(t, "orders")]
+    assert items == sum(len(o["items"]) for o in truth)
+
+
+def test_parquet_warehouse_equals_truth(session_services: SessionServicesApi) -> None:
+    assert sync_source("session_services", "parquet").ok
+    session_services.advance(3 * DAY_S)
+    assert sync_source("session_services", "parquet").ok
+    assert_equals_truth(session_services, "parquet")
+
+
+def test_incremental_sync_keeps_every_lifecycle_current(
+        session_services: SessionServicesApi) -> None:
+    assert sync_source("session_services").ok
+    before = {t: loaded(t) for t in TABLES}
+    session_services.advance(4 * DAY_S)
+
+    result = sync_source("session_services")
+    assert result.ok, result.error
+    after = assert_equals_truth(session_services)
+
+    def changed(table: str, field: str) -> List[str]:
+        return [i for i, r in before[table].items() if r[field] != after[table][i][field]]
+
+    # the clock really changed old records, and the sync carried each change
+    assert changed("orders", "refunded"), "no refund on an already-loaded order"
+    assert changed("orders", "status"), "no status change on an already-loaded order"
+    assert changed("tickets", "status"), "no ticket scanned or cancelled"
+    assert changed("events", "updated_at"), "no event edited"
+    was_live = {i for i, r in before["events"].items() if r["deleted_at"] is None}
+    new_deleted = [i for i, r in after["events"].items()
+                   if r["deleted_at"] is not None and i in was_live]
+    assert new_deleted, "no event soft-deleted"
+    assert result.rows["orders"] < len(after["orders"]) / 2, "incremental must not reload history"
+
+
+def test_noop_sync_stays_within_the_documented_request_bound(
+        session_services: SessionServicesApi) -> None:
+    assert sync_source("session_services").ok
+    session_services.reset_stats()
+    result = sync_source("session_services")
+    assert result.ok and result.rows == {}
+    now = session_services.now_ms
+    bound = 0
+    for t in TENANTS:
+        tenant = session_services.tenants[t]
+        window = [o for o in tenant.orders.by_id.values()
+                  if parse_iso_ms(o["createdAt"]) >= now - 61 * DAY]
+        events = list(tenant.events.by_id.values())
+        live = [e for e in events if "deletedAt" not in e]
+        on_sale = [e for e in live if e["status"] in ("UPCOMING", "ACTIVE")]
+        bound += (math.ceil(len(window) / 100) + 1  # orders window (+1 page: ladder granularity)
+                  + math.ceil(len(live) / 100) + 1  # events, live and soft-deleted lists
+                  + math.ceil(len(tenant.venues.ids) / 100)
+                  + len(on_sale)  # admissions of events on sale
+                  + sum(math.ceil(len(tenant.tickets_of_event[e["id"]]) / 100) or 1
+                        for e in events if e["status"] == "ACTIVE"))  # tickets being scanned
+    assert 0 < len(session_services.requests) <= bound
+    assert session_services.count("/tickets") == 0 or any(
+        e["status"] == "ACTIVE" for t in TENANTS for e in session_services.truth(t, "events"))
+
+
+def test_token_of_another_tenant_fails_that_tenant_only(session_services: SessionServicesApi,
+                                                        tmp_path: Path) -> None:
+    tokens = {A: token_for(A), B: token_for(A)}
+    proc = run_cli("sync", "session_services",
+                   SOURCES__SESSION_SERVICES__TENANT_TOKENS=json.dumps(tokens))
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and B in lines[0] and "403" in lines[0], proc.stderr
+    assert token_for(A) not in proc.stdout + proc.stderr
+    orders = loaded("orders")
+    assert {r["tenant_id"] for r in orders.values()} == {A}
+    assert orders.keys() == {o["id"] for o in session_services.truth(A, "orders")}
+    # B's state was not touched: a later run with the right token loads all of B
+    assert sync_source("session_services").ok
+    assert_equals_truth(session_services)
+
+
+def test_unknown_tenant_is_named(session_services: SessionServicesApi,
+                                monkeypatch: pytest.MonkeyPatch) -> None:
+    tokens = {A: token_for(A), UNISSUED_TENANT: token_for(A)}
+    monkeypatch.setenv("SOURCES__SESSION_SERVICES__TENANT_TOKENS", json.dumps(tokens))
+    result = sync_source("session_services")
+    assert not result.ok
+    assert UNISSUED_TENANT in (result.error or "") and "Tenant not found" in (result.error or "")
+    assert {r["tenant_id"] for r in loaded("orders").values()} == {A}
+
+
+def test_retries_under_429_and_5xx(session_services: SessionServicesApi) -> None:
+    session_services.faults.update(rate_429=0.15, rate_5xx=0.1, rate_malformed=0.03, retry_after=0)
+    result = sync_source("session_services")
+    assert result.ok, result.error
+    assert session_services.injected.get("429", 0) > 0
+    assert_equals_truth(session_services)
+
+
+def test_invalid_stored_cursor_fails_clearly_and_keeps_state(
+        session_services: SessionServicesApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert sync_source("session_services").ok
+    session_services.advance(61 * DAY_S)
+    assert sync_source("session_services").ok  # stores page cursors past the first page
+    pipeline = make_pipeline("session_services", "duckdb", None)
+    state = json.dumps(pipeline.state["sources"], sort_keys=True)
+    session_services.advance(DAY_S)  # the next window starts at one of those cursors
+    # the server rotates its cursor key: every stored cursor is now invalid
+    monkeypatch.setattr("sandbox.session_services._CURSOR_SECRET", b"rotated")
+    result = sync_source("session_services")
+    assert not result.ok
+    assert "HTTP 400" in (result.error or "") and "Invalid cursor" in (result.error or "")
+    pipeline = make_pipeline("session_services", "duckdb", None)
+    assert json.dumps(pipeline.state["sources"], sort_keys=True) == state
+
+
+def test_limit_validation_is_a_clear_error(session_services: SessionServicesApi) -> None:
+    http = HttpConfig(connect_timeout=2, read_timeout=2, max_retries=2, backoff_base=0.01,
+                      backoff_max=0.01, max_pages=10)
+    with ApiClient("session_services", session_services.url,  # type: ignore[attr-defined]
+                   BearerAuth(token_for(A)), http, headers={"x-tenant-id": A},
+                   error_message=lambda b: f"{b['message']} {b['issues']}") as client:
+        with pytest.raises(ApiError) as err:
+            client.get_json("/orders", params={"limit": 101})
+    assert err.value.status == 422 and "limit" in str(err.value)
+    assert len(session_services.requests) == 1, "a 422 must not be retried"

@@ -6,12 +6,9 @@
 from __future__ import annotations
 
 import argparse
-import os
-import resource
 import tempfile
-import time
 
-from pipelines.run import sync_source
+from bench.common import timed_sync, warehouse_env
 from sandbox.core import Served, parse_iso_ms
 from sandbox.mobilenext import DEMO_KEY, MobileNextApi
 from sandbox.serve import START
@@ -29,25 +26,18 @@ def main() -> None:
                         history_days=days, deletions_per_day=0)
     total = len(api.orgs["org_acme"].ids)
     with tempfile.TemporaryDirectory() as tmp, Served(api) as served:
-        os.environ.update({
+        timing = timed_sync("mobilenext", args.destination, {
+            **warehouse_env(tmp),
             "SOURCES__MOBILENEXT__BASE_URL": served.url,
             "SOURCES__MOBILENEXT__API_KEY": DEMO_KEY,
             "SOURCES__MOBILENEXT__ORGANIZATION_IDS": '["org_acme"]',
             "SOURCES__MOBILENEXT__START_DATE": "2026-09-01",
-            "SESSIONSYNC__PIPELINES_DIR": f"{tmp}/pipelines",
-            "SESSIONSYNC__WAREHOUSE": f"{tmp}/w.duckdb",
-            "SESSIONSYNC__FILE_WAREHOUSE": f"{tmp}/files",
         })
-        cpu0, t0 = time.process_time(), time.perf_counter()
-        result = sync_source("mobilenext", args.destination)
-        wall, cpu = time.perf_counter() - t0, time.process_time() - cpu0
-    assert result.ok, result.error
-    rows = result.rows["sessions"]
+    rows = timing.result.rows["sessions"]
     assert rows == total, (rows, total)
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"mobilenext -> {args.destination}: {rows} sessions in {wall:.1f}s = "
-          f"{rows / wall:,.0f} rows/s ({api.count('/api/v1/sessions')} requests, "
-          f"process CPU {cpu:.1f}s incl. sandbox, peak RSS {rss:.0f} MB)")
+    print(f"mobilenext -> {args.destination}: {rows} sessions in {timing.wall:.1f}s = "
+          f"{rows / timing.wall:,.0f} rows/s ({api.count('/api/v1/sessions')} requests, "
+          f"process CPU {timing.cpu:.1f}s incl. sandbox, peak RSS {timing.peak_rss_mb:.0f} MB)")
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ seeded RNG. Control endpoints live under `/_sandbox/` and are not part of any AP
 from __future__ import annotations
 
 import random
+import re
 import socket
 import threading
 import time
@@ -28,6 +29,7 @@ def iso_ms(ms: int) -> str:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_ID = re.compile(r"[a-z]+_[0-9a-z]{8,}")  # a record id in a path, e.g. evt_01m4..., org_acme
 
 
 def parse_iso_ms(value: str) -> int:
@@ -131,6 +133,14 @@ class Api:
     def count(self, path: str) -> int:
         """How many API requests were made to `path` (prefix match) since the last reset."""
         return sum(1 for _, p in self.requests if p.startswith(path))
+
+    def count_by_path(self) -> Dict[str, int]:
+        """Requests since the last reset per path, with ids replaced by `{id}`."""
+        counts: Dict[str, int] = {}
+        for _, path in self.requests:
+            shape = "/".join("{id}" if _ID.fullmatch(part) else part for part in path.split("/"))
+            counts[shape] = counts.get(shape, 0) + 1
+        return counts
 
     def reset_stats(self) -> None:
         self.requests.clear()

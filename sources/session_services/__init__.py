@@ -9,8 +9,8 @@ began, less a margin):
   end: every new order and every order that can still change. Page cursors are kept in state.
 - `events` and `venues`: the whole (small) lists, soft-deleted events included.
 - `admissions`: per event still on sale (UPCOMING or ACTIVE) or changed this run.
-- `tickets`: per event with an order changed since the tickets watermark (new tickets,
-  refund cancellations) or an entry window open since then (check-in and check-out scans).
+- `tickets`: per event whose entry window was open since the tickets watermark (check-in
+  and check-out scans), and per order changed since then (new tickets, refund cancellations).
 
 Resources are evaluated in declaration order (`[extract] next_item_mode = "fifo"`), so
 `tickets` reuses what `orders` and `events` read in the same run instead of reading it again.
@@ -21,7 +21,7 @@ from __future__ import annotations
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import dlt
 from dlt.common.schema.typing import TColumnSchema
@@ -34,6 +34,7 @@ from sources.session_services.client import SOURCE, AfterCursorPaginator, make_c
 from sources.session_services.settings import (
     LADDER_MAX,
     MUTABLE_DAYS,
+    ORDER_READS_PER_EVENT,
     WATERMARK_MARGIN_SECONDS,
 )
 from sources.timeutil import format_ms, parse_ts
@@ -121,9 +122,9 @@ def session_services_source(
     def tickets() -> Iterator[Records]:
         for tenant, st in each_tenant("tickets"):
             with tenant.guard():
-                for event_id in sorted(_ticket_events_due(tenant, st.get("watermark"))):
+                for params in _ticket_reads(tenant, st.get("watermark")):
                     for records, _ in AfterCursorPaginator(tenant.client, "/tickets", "tickets",
-                                                           {"eventId": event_id}).pages():
+                                                           params).pages():
                         yield _changed(tenant, [r for r in records if r["createdAt"] >= start], st)
                 st["watermark"] = tenant.watermark()
 
@@ -138,7 +139,7 @@ class _Tenant:
         self.failed = False
         self.started: Optional[datetime] = None
         self._events: Optional[Records] = None
-        self.order_changes: Optional[List[Tuple[str, str]]] = None  # (eventId, updatedAt)
+        self.order_changes: Optional[List[Tuple[str, str, str]]] = None  # id, eventId, updatedAt
 
     @contextmanager
     def guard(self) -> Iterator[None]:
@@ -191,12 +192,12 @@ def _orders(tenant: _Tenant, st: Dict[str, Any], start: str) -> Iterator[Records
     since = st.get("watermark")
     begin = _window_start(st.get("ladder", []), since)
     ladder: List[List[Any]] = []
-    changes: List[Tuple[str, str]] = []
+    changes: List[Tuple[str, str, str]] = []
     for records, cursor in AfterCursorPaginator(tenant.client, "/orders", "orders",
                                                 start=begin).pages():
         if records:
             ladder.append([cursor, records[0]["createdAt"]])
-        changes.extend((r["eventId"], r["updatedAt"]) for r in records)
+        changes.extend((r["id"], r["eventId"], r["updatedAt"]) for r in records)
         rows = [dict(r, tenantId=tenant.id) for r in records
                 if r["createdAt"] >= start and (since is None or r["updatedAt"] >= since)]
         if rows:
@@ -229,16 +230,29 @@ def _thin(ladder: List[List[Any]]) -> List[List[Any]]:
     return ladder[::step]
 
 
-def _ticket_events_due(tenant: _Tenant, since: Optional[str]) -> Set[str]:
-    """Events whose tickets may have changed since `since` (all of them on a first run)."""
+def _ticket_reads(tenant: _Tenant, since: Optional[str]) -> List[Dict[str, str]]:
+    """The `/tickets` queries that cover every ticket that may have changed since `since`.
+
+    A first run reads every event. Later runs read whole the events whose entry window has
+    been open since `since` (scans have no filter), and, for orders changed since then
+    (new tickets, cancellations on refund), each order's tickets, or its event's when the
+    event has more than ORDER_READS_PER_EVENT changed orders.
+    """
     events = tenant.events()
     if since is None:
-        return {e["id"] for e in events}
+        return [{"eventId": e["id"]} for e in events]
     if tenant.order_changes is None:  # `orders` not selected this run: read its window
         for _ in _orders(tenant, dict(dlt.current.resource_state("orders").get(
                 "tenants", {}).get(tenant.id, {})), start=""):
             pass
     now = format_ms(tenant.now())
-    due = {event_id for event_id, updated in tenant.order_changes or [] if updated >= since}
-    due |= {e["id"] for e in events if e["entryEndsAt"] >= since and e["entryStartsAt"] <= now}
-    return due
+    whole = {e["id"] for e in events if e["entryEndsAt"] >= since and e["entryStartsAt"] <= now}
+    changed: Dict[str, List[str]] = {}
+    for order_id, event_id, updated in tenant.order_changes or []:
+        if updated >= since and event_id not in whole:
+            changed.setdefault(event_id, []).append(order_id)
+    whole |= {e for e, orders in changed.items() if len(orders) > ORDER_READS_PER_EVENT}
+    reads = [{"eventId": e} for e in sorted(whole)]
+    reads += [{"orderId": o} for e, orders in sorted(changed.items()) if e not in whole
+              for o in orders]
+    return reads

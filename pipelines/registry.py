@@ -10,6 +10,7 @@ from sources.http import SyncError
 SOURCES: Dict[str, str] = {
     "mobilenext": "sources.mobilenext:mobilenext_source",
     "session_services": "sources.session_services:session_services_source",
+    "tagbase": "sources.tagbase:tagbase_source",
 }
 
 

@@ -3,21 +3,28 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 from typing import Dict, Optional
 
 from sandbox.core import Served, parse_iso_ms
 from sandbox.mobilenext import DEMO_KEY, MobileNextApi
 from sandbox.session_services import TENANTS, SessionServicesApi, token_for
+from sandbox.tagbase import DEMO_KEY as TAGBASE_KEY
+from sandbox.tagbase import TagbaseApi
 
 START = "2026-11-01T00:00:00Z"  # the sandbox clock's starting time
 DEMO_START_DATE = "2026-09-01"  # older than every sandbox record
-PORTS = {"session_services": 8401, "mobilenext": 8402}  # fixed ports of `sessionsync sandbox`
+PORTS = {"session_services": 8401, "mobilenext": 8402, "tagbase": 8403}  # `sessionsync sandbox`
+TAGBASE_LOG = Path("var/sandbox/tagbase-log")  # the simulated integration's verification log
 
 
 def build_apis() -> Dict[str, object]:
     """Every simulated API, seeded and at the sandbox start time."""
     start = parse_iso_ms(START)
-    return {"mobilenext": MobileNextApi(start), "session_services": SessionServicesApi(start)}
+    shutil.rmtree(TAGBASE_LOG, ignore_errors=True)  # the same seed writes the same log again
+    return {"mobilenext": MobileNextApi(start), "session_services": SessionServicesApi(start),
+            "tagbase": TagbaseApi(start, TAGBASE_LOG)}
 
 
 def serve_all(fixed_ports: bool = False,
@@ -39,4 +46,7 @@ def demo_env(urls: Dict[str, str]) -> Dict[str, str]:
         "SOURCES__SESSION_SERVICES__TENANT_TOKENS": json.dumps(
             {t: token_for(t) for t in TENANTS}),
         "SOURCES__SESSION_SERVICES__START_DATE": DEMO_START_DATE,
+        "SOURCES__TAGBASE__BASE_URL": urls["tagbase"],
+        "SOURCES__TAGBASE__API_KEY": TAGBASE_KEY,
+        "SOURCES__TAGBASE__VERIFICATION_LOG_URL": str(TAGBASE_LOG.resolve()),
     }

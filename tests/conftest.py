@@ -50,15 +50,20 @@ def truth_sessions(api: MobileNextApi, orgs: tuple = MEMBER_ORGS) -> Dict[str, D
     return {s["id"]: s for org in orgs for s in api.truth(org)}
 
 
-def loaded_sessions(destination: str = "duckdb") -> Dict[str, Dict[str, Any]]:
-    """Every row of mobilenext.sessions in the warehouse, by id (asserting ids are unique)."""
+def table_rows(table: str, destination: str = "duckdb") -> Dict[str, Dict[str, Any]]:
+    """Every row of `schema.table` in the warehouse, by id (asserting ids are unique)."""
     with connect(destination, resolve_location(destination, None)) as con:
-        cur = con.execute("SELECT * FROM mobilenext.sessions")
+        cur = con.execute(f"SELECT * FROM {table}")
         names = [d[0] for d in cur.description]
         rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
     ids = [r["id"] for r in rows]
-    assert len(ids) == len(set(ids)), "duplicate session ids in the warehouse"
+    assert len(ids) == len(set(ids)), f"duplicate ids in {table}"
     return {r["id"]: r for r in rows}
+
+
+def loaded_sessions(destination: str = "duckdb") -> Dict[str, Dict[str, Any]]:
+    """Every row of mobilenext.sessions in the warehouse, by id."""
+    return table_rows("mobilenext.sessions", destination)
 
 
 def as_api(row: Dict[str, Any]) -> Dict[str, Any]:

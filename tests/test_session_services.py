@@ -22,6 +22,7 @@ from sandbox.session_services import (
     token_for,
 )
 from sources.http import ApiClient, ApiError, BearerAuth, HttpConfig
+from tests.conftest import table_rows
 from tests.test_mobilenext_failures import run_cli
 
 A, B = list(TENANTS)
@@ -73,13 +74,7 @@ def _value(v: Any) -> Any:
 
 
 def loaded(table: str, destination: str = "duckdb") -> Dict[str, Dict[str, Any]]:
-    with connect(destination, resolve_location(destination, None)) as con:
-        cur = con.execute(f"SELECT * FROM session_services.{table}")
-        names = [d[0] for d in cur.description]
-        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    ids = [r["id"] for r in rows]
-    assert len(ids) == len(set(ids)), f"duplicate ids in {table}"
-    return {r["id"]: r for r in rows}
+    return table_rows(f"session_services.{table}", destination)
 
 
 def assert_equals_truth(api: SessionServicesApi, destination: str = "duckdb",

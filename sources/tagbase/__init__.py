@@ -1,0 +1,183 @@
+"""Tagbase source: verifications from the integration's log; their sessions and tags by id.
+
+The platform has no list endpoint, so the verification log is the only record of what
+happened. A run:
+
+1. reads the log's new content (new files, new tails of grown files) and loads each
+   verification once (the log may hold a line twice), with its `session_id` and `tag_id`;
+   lines that are not verification documents go to `rejected_log_lines` with file and line;
+2. fetches by id, on a few threads, each session and tag the new lines reference, plus the
+   ones that could still have changed: sessions that were inside their 10-minute window when
+   last read, tags not yet `configured`. Everything else is final and never read again;
+3. records a 404 (another account's id, a deleted tag) as a row with `found = false`.
+
+Log positions live in dlt state and are committed with the rows they produced, so a crash
+re-reads the same lines, and merge on `id` keeps one row each.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, Dict, Iterator, List, Optional, Set
+
+import dlt
+import pyarrow as pa
+from dlt.sources import DltResource
+
+from sources.hints import MERGE
+from sources.http import ApiClient, HttpConfig, SyncError
+from sources.loaded import read_loaded, sql_literal
+from sources.tagbase.client import SOURCE, fetch_by_id, make_client
+from sources.tagbase.log import new_chunks, parse_verification
+from sources.tagbase.settings import (
+    REFERENCE_LOOKBACK_HOURS,
+    REJECT_SCHEMA,
+    SESSION_SCHEMA,
+    SESSION_WINDOW_MINUTES,
+    TAG_SCHEMA,
+    VERIFICATION_SCHEMA,
+)
+
+log = logging.getLogger("sessionsync.tagbase")
+_OPEN = f"found AND fetched_at < inserted_at + INTERVAL '{SESSION_WINDOW_MINUTES} minutes'"
+
+
+@dataclass
+class _Run:
+    """What this run's log reading found, for the resources that follow it."""
+
+    sessions: Set[str] = field(default_factory=set)
+    tags: Set[str] = field(default_factory=set)
+    oldest: Optional[datetime] = None
+    rejects: List[Dict[str, Any]] = field(default_factory=list)
+
+
+@dlt.source(name=SOURCE)
+def tagbase_source(
+    base_url: str = dlt.config.value,
+    api_key: str = dlt.secrets.value,
+    verification_log_url: str = dlt.config.value,
+    concurrency: int = dlt.config.value,
+    http: HttpConfig = dlt.config.value,
+) -> List[DltResource]:
+    """Verifications from the log at `verification_log_url`, with their sessions and tags.
+
+    Args:
+        base_url: scheme and host of the platform (paths are under `/api/v1`).
+        api_key: the whole `key_<id>:<secret>` string (secret).
+        verification_log_url: folder of the log, a local path or any fsspec URL.
+        concurrency: by-id reads in flight at once.
+        http: timeouts and retry policy.
+    """
+    if not verification_log_url:
+        raise SyncError(f"{SOURCE}: setting verification_log_url is empty")
+    client = make_client(base_url, api_key, http)
+    run = _Run()
+
+    @dlt.resource(primary_key="id", write_disposition=MERGE, columns=VERIFICATION_SCHEMA)
+    def verifications() -> Iterator[pa.Table]:
+        files: Dict[str, Dict[str, int]] = dlt.current.resource_state().setdefault("files", {})
+        seen: Set[str] = set()
+        for chunk in new_chunks(verification_log_url, files):
+            if chunk.reset:
+                log.warning("%s: log file %s shrank; read again from its start",
+                            SOURCE, chunk.file)
+            rows = []
+            for number, line in enumerate(chunk.lines, start=chunk.first_line):
+                row, problem = parse_verification(line)
+                if problem:
+                    log.warning("%s: skipped log line %s:%d: %s",
+                                SOURCE, chunk.file, number, problem)
+                    run.rejects.append({"file": chunk.file, "line": number, "reason": problem})
+                elif row and row["id"] not in seen:
+                    seen.add(row["id"])
+                    rows.append(row)
+            _note_references(run, rows)
+            if rows:
+                yield pa.Table.from_pylist(rows, VERIFICATION_SCHEMA)
+            files[chunk.file] = {"offset": chunk.offset,
+                                 "lines": chunk.first_line - 1 + len(chunk.lines)}
+
+    @dlt.resource(primary_key=("file", "line"), write_disposition=MERGE, columns=REJECT_SCHEMA)
+    def rejected_log_lines() -> Iterator[pa.Table]:
+        if run.rejects:
+            now = datetime.now(UTC)
+            yield pa.Table.from_pylist([dict(r, seen_at=now) for r in run.rejects],
+                                       REJECT_SCHEMA)
+
+    @dlt.resource(primary_key="id", write_disposition=MERGE, columns=SESSION_SCHEMA)
+    def sessions() -> Iterator[pa.Table]:
+        due = _ids("sessions", _OPEN)
+        if run.sessions:
+            assert run.oldest is not None
+            since = run.oldest - timedelta(hours=REFERENCE_LOOKBACK_HOURS)
+            settled = _ids("sessions", f"fetched_at >= {_ts(since)} AND NOT ({_OPEN})")
+            due |= run.sessions - settled
+        yield from _fetch(client, "sessions", due, concurrency, _session_row, SESSION_SCHEMA)
+
+    @dlt.resource(primary_key="id", write_disposition=MERGE, columns=TAG_SCHEMA)
+    def tags() -> Iterator[pa.Table]:
+        due = _ids("tags", "found AND status <> 'configured'")
+        if run.tags:
+            due |= run.tags - _ids("tags", "NOT found OR status = 'configured'")
+        yield from _fetch(client, "tags", due, concurrency, _tag_row, TAG_SCHEMA)
+
+    return [verifications, rejected_log_lines, sessions, tags]
+
+
+def _note_references(run: _Run, rows: List[Dict[str, Any]]) -> None:
+    for row in rows:
+        run.sessions.add(row["session_id"])
+        run.tags.add(row["tag_id"])
+        if run.oldest is None or row["inserted_at"] < run.oldest:
+            run.oldest = row["inserted_at"]
+
+
+def _ids(table: str, where: str) -> Set[str]:
+    """Ids of rows loaded earlier that match `where` (none before the first load)."""
+    loaded = read_loaded(table, ["id"], where)
+    return set(loaded.column("id").to_pylist()) if loaded is not None else set()
+
+
+def _ts(value: datetime) -> str:
+    return f"{sql_literal(value.isoformat())}::TIMESTAMPTZ"
+
+
+def _fetch(client: ApiClient, kind: str, ids: Set[str], concurrency: int,
+           to_row: Any, schema: pa.Schema, batch: int = 5000) -> Iterator[pa.Table]:
+    """Read `ids` and yield their rows in batches, each stamped with the server's time."""
+    rows: List[Dict[str, Any]] = []
+    fetched_at: Optional[datetime] = None
+    for rid, data in fetch_by_id(client, kind, sorted(ids), concurrency):
+        if fetched_at is None:  # the first read is done alone, before the others start
+            fetched_at = parsedate_to_datetime(client.last_date or "")
+        rows.append(dict(to_row(rid, data), id=rid, found=data is not None,
+                         fetched_at=fetched_at))
+        if len(rows) >= batch:
+            yield pa.Table.from_pylist(rows, schema)
+            rows = []
+    if rows:
+        yield pa.Table.from_pylist(rows, schema)
+
+
+def _session_row(rid: str, data: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    if data is None:
+        return {}
+    return {"tag_id": data["relationships"]["tag"]["data"]["id"],
+            "inserted_at": _time(data["attributes"]["inserted_at"])}
+
+
+def _tag_row(rid: str, data: Optional[Dict[str, Any]]) -> Dict[str, Any]:
+    if data is None:
+        return {}
+    attrs = data["attributes"]
+    return {"protocol": attrs["protocol"], "url": attrs["url"], "status": attrs["status"],
+            "configured_at": _time(attrs.get("configured_at")),
+            "inserted_at": _time(attrs["inserted_at"])}
+
+
+def _time(value: Optional[str]) -> Optional[datetime]:
+    return datetime.fromisoformat(value) if value else None

@@ -1,0 +1,226 @@
+"""Tagbase end to end: the integration's log on disk, by-id reads from the sandbox."""
+
+from __future__ import annotations
+
+import gzip
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Dict, Iterator, List
+
+import orjson
+import pytest
+
+from pipelines.run import sync_source
+from pipelines.warehouse import connect, resolve_location
+from sandbox.core import Served, parse_iso_ms
+from sandbox.serve import START
+from sandbox.tagbase import DEMO_KEY, TagbaseApi
+from tests.conftest import table_rows
+from tests.test_mobilenext_failures import run_cli
+
+HOUR_S, DAY_S = 3600, 86_400
+
+
+@pytest.fixture
+def tagbase(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[TagbaseApi]:
+    api = TagbaseApi(parse_iso_ms(START), tmp_path / "log", seed=7, scans_per_day=250,
+                     history_days=4, rotate_lines=300, duplicate_rate=0.03)
+    with Served(api) as served:
+        for key, value in {
+            "SOURCES__TAGBASE__BASE_URL": served.url,
+            "SOURCES__TAGBASE__API_KEY": DEMO_KEY,
+            "SOURCES__TAGBASE__VERIFICATION_LOG_URL": str(api.log_dir),
+            "SOURCES__HTTP__BACKOFF_BASE": "0.01",
+            "SOURCES__HTTP__BACKOFF_MAX": "0.05",
+            "SESSIONSYNC__PIPELINES_DIR": str(tmp_path / "pipelines"),
+            "SESSIONSYNC__WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
+            "SESSIONSYNC__FILE_WAREHOUSE": str(tmp_path / "files"),
+        }.items():
+            monkeypatch.setenv(key, value)
+        yield api
+
+
+def loaded(table: str, destination: str = "duckdb") -> Dict[str, Dict[str, Any]]:
+    return table_rows(f"tagbase.{table}", destination)
+
+
+def log_lines(api: TagbaseApi) -> List[bytes]:
+    return [line for path in sorted(api.log_dir.glob("*.jsonl.gz"))
+            for line in gzip.decompress(path.read_bytes()).splitlines()]
+
+
+def _us(value: Any) -> str:
+    """A timestamp as the API writes it (microseconds, `Z`), from either side."""
+    if isinstance(value, datetime):
+        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    return str(value)
+
+
+def assert_equals_truth(api: TagbaseApi, destination: str = "duckdb") -> Dict[str, Any]:
+    """Every verification once; every referenced session and tag current, or marked 404."""
+    verifications = loaded("verifications", destination)
+    assert len(api.verifications) > 100, "too little data to prove anything"
+    assert verifications.keys() == api.verifications.keys()
+    for vid, truth in api.verifications.items():
+        row = verifications[vid]
+        assert (row["status"], _us(row["inserted_at"]), row["session_id"], row["tag_id"]) == (
+            truth["status"], truth["inserted_at"], truth["session"], truth["tag"]), vid
+
+    visible = api.visible()
+    sessions, tags = loaded("sessions", destination), loaded("tags", destination)
+    assert sessions.keys() == {v["session"] for v in api.verifications.values()}
+    assert tags.keys() == {v["tag"] for v in api.verifications.values()}
+    # A final session and a configured tag are not read again (the contract says they need
+    # not be), so one whose tag was deleted after it was read keeps its last reading.
+    for sid, row in sessions.items():
+        deleted_since = row["found"] and api.sessions[sid]["tag"] in api.deleted
+        assert row["found"] == (sid in visible["sessions"]) or deleted_since, sid
+        if row["found"]:
+            truth = api.sessions[sid]
+            assert (row["tag_id"], _us(row["inserted_at"])) == (truth["tag"],
+                                                                 truth["inserted_at"])
+    for tid, row in tags.items():
+        deleted_since = row["found"] and row["status"] == "configured" and tid in api.deleted
+        assert row["found"] == (tid in visible["tags"]) or deleted_since, tid
+        if row["found"]:
+            truth = api.tags[tid]
+            got = {k: _us(row[k]) if row[k] is not None else None
+                   for k in ("protocol", "url", "status", "configured_at", "inserted_at")}
+            assert got == truth, tid
+    return {"sessions": sessions, "tags": tags, "verifications": verifications}
+
+
+def requested(api: TagbaseApi, kind: str) -> List[str]:
+    prefix = f"/api/v1/{kind}/"
+    return [p[len(prefix):] for _, p in api.requests if p.startswith(prefix)]
+
+
+def test_initial_sync_equals_truth_with_duplicate_lines(tagbase: TagbaseApi) -> None:
+    lines = log_lines(tagbase)
+    assert len(lines) > len(set(lines)), "the log must hold a line written twice"
+    assert len(list(tagbase.log_dir.iterdir())) > 2, "the log must have rotated"
+    result = sync_source("tagbase")
+    assert result.ok, result.error
+    data = assert_equals_truth(tagbase)
+    assert any(not r["found"] for r in data["tags"].values()), "no foreign tag in the log"
+    # each referenced id read once
+    assert sorted(requested(tagbase, "sessions")) == sorted(data["sessions"])
+    assert sorted(requested(tagbase, "tags")) == sorted(data["tags"])
+
+
+def test_incremental_sync_rereads_only_what_could_change(tagbase: TagbaseApi) -> None:
+    assert sync_source("tagbase").ok
+    before = {"sessions": loaded("sessions"), "tags": loaded("tags")}
+    files_before = {p.name: p.stat().st_size for p in tagbase.log_dir.iterdir()}
+    known = set(tagbase.verifications)
+    tagbase.reset_stats()
+    tagbase.advance(2 * DAY_S)  # more scans, a grown current file, rotations, configurations
+
+    files_after = {p.name: p.stat().st_size for p in tagbase.log_dir.iterdir()}
+    assert any(files_after[n] > s for n, s in files_before.items()), "no file grew"
+    assert files_after.keys() - files_before.keys(), "no new file"
+    new = {k: v for k, v in tagbase.verifications.items() if k not in known}
+    result = sync_source("tagbase")
+    assert result.ok, result.error
+    after = assert_equals_truth(tagbase)
+
+    # the log was read from where the last run stopped, not from the start
+    assert result.rows["verifications"] == len(new)
+    # a session is read again only if new lines reference it or it was inside its window
+    open_before = {s for s, r in before["sessions"].items()
+                   if r["found"] and (r["fetched_at"] - r["inserted_at"]).total_seconds() < 600}
+    may_read = {v["session"] for v in new.values()} | open_before
+    assert set(requested(tagbase, "sessions")) <= may_read
+    assert len(requested(tagbase, "sessions")) == len(set(requested(tagbase, "sessions")))
+    # a tag is read again only until it is configured; a 404 is never asked again
+    settled = {t for t, r in before["tags"].items()
+               if not r["found"] or r["status"] == "configured"}
+    assert not set(requested(tagbase, "tags")) & settled
+    newly_configured = [t for t, r in before["tags"].items()
+                        if r["found"] and r["status"] == "created"
+                        and after["tags"][t]["status"] == "configured"]
+    assert newly_configured, "no tag was configured between the runs"
+
+
+def test_second_run_with_nothing_new_reads_only_open_ids(tagbase: TagbaseApi) -> None:
+    assert sync_source("tagbase").ok
+    tagbase.reset_stats()
+    result = sync_source("tagbase")
+    assert result.ok and "verifications" not in result.rows
+    unconfigured = {t for t, r in loaded("tags").items()
+                    if r["found"] and r["status"] != "configured"}
+    assert set(requested(tagbase, "tags")) == unconfigured
+    assert len(requested(tagbase, "sessions")) <= 5  # only sessions opened in the last 10 min
+    # a tag configured with no new scan of it is still brought up to date
+    tag = sorted(unconfigured)[0]
+    tagbase._on_tag_configure(tag)
+    assert sync_source("tagbase").ok
+    assert loaded("tags")[tag]["status"] == "configured"
+
+
+def test_malformed_lines_are_reported_and_the_rest_loads(tagbase: TagbaseApi) -> None:
+    good = log_lines(tagbase)[0]
+    other = orjson.loads(log_lines(tagbase)[1])
+    other["data"]["id"] = "vrf_manual0000000001"
+    manual = tagbase.log_dir / "zz-manual.jsonl"  # a plain file beside the gzip ones
+    manual.write_bytes(b"\n".join([good, b"{not json", b'{"data": {"type": "tags"}}',
+                                   orjson.dumps(other)]) + b"\n" + b'{"data": {"ty')
+    proc = run_cli("sync", "tagbase")
+    assert proc.returncode == 0, proc.stderr
+    assert "zz-manual.jsonl:2: not valid JSON" in proc.stderr
+    assert "zz-manual.jsonl:3: not a verification document" in proc.stderr
+    rejected = {(r["file"], r["line"]): r["reason"] for r in _rows("rejected_log_lines")}
+    assert rejected == {("zz-manual.jsonl", 2): "not valid JSON",
+                        ("zz-manual.jsonl", 3): "not a verification document"}
+    assert "vrf_manual0000000001" in loaded("verifications")
+    # the unfinished last line waits for the writer; once complete it loads
+    finished = orjson.loads(log_lines(tagbase)[2])
+    finished["data"]["id"] = "vrf_manual0000000002"
+    manual.write_bytes(manual.read_bytes()[: -len(b'{"data": {"ty')] + orjson.dumps(finished)
+                       + b"\n")
+    assert sync_source("tagbase").ok
+    assert "vrf_manual0000000002" in loaded("verifications")
+    assert len(_rows("rejected_log_lines")) == 2
+
+
+def test_foreign_and_deleted_ids_are_recorded_as_not_found(tagbase: TagbaseApi) -> None:
+    assert sync_source("tagbase").ok
+    with connect("duckdb", resolve_location("duckdb", None)) as con:
+        missing = {r[0] for r in con.execute(
+            "SELECT id FROM tagbase.tags WHERE NOT found").fetchall()}
+        scans = con.execute("""
+            SELECT count(*) FROM tagbase.verifications v JOIN tagbase.tags t ON t.id = v.tag_id
+            WHERE NOT t.found""").fetchall()[0][0]
+    foreign = {t for t, a in tagbase.owner.items() if a != "acc_demo"}
+    referenced = {v["tag"] for v in tagbase.verifications.values()}
+    assert missing == referenced & (foreign | tagbase.deleted)
+    assert missing & foreign and scans > 0
+
+
+def test_wrong_key_fails_clearly_and_loses_nothing(tagbase: TagbaseApi) -> None:
+    bad = "key_demo01:wrong-secret-value"
+    proc = run_cli("sync", "tagbase", SOURCES__TAGBASE__API_KEY=bad)
+    assert proc.returncode == 1
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "tagbase" in lines[0] and "HTTP 401" in lines[0], proc.stderr
+    assert "wrong-secret-value" not in proc.stdout + proc.stderr
+    # the log position did not move: the right key then loads everything
+    assert sync_source("tagbase").ok
+    assert_equals_truth(tagbase)
+
+
+def test_parquet_warehouse_equals_truth_under_faults(tagbase: TagbaseApi) -> None:
+    tagbase.faults.update(rate_429=0.1, rate_5xx=0.05, retry_after=0)
+    assert sync_source("tagbase", "parquet").ok
+    tagbase.advance(DAY_S)
+    assert sync_source("tagbase", "parquet").ok
+    assert tagbase.injected.get("429", 0) > 0
+    assert_equals_truth(tagbase, "parquet")
+
+
+def _rows(table: str) -> List[Dict[str, Any]]:
+    with connect("duckdb", resolve_location("duckdb", None)) as con:
+        cur = con.execute(f"SELECT * FROM tagbase.{table}")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+

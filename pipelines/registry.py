@@ -11,6 +11,7 @@ SOURCES: Dict[str, str] = {
     "mobilenext": "sources.mobilenext:mobilenext_source",
     "session_services": "sources.session_services:session_services_source",
     "tagbase": "sources.tagbase:tagbase_source",
+    "sessionvision": "sources.sessionvision:sessionvision_source",
 }
 
 

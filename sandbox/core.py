@@ -29,7 +29,9 @@ def iso_ms(ms: int) -> str:
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-_ID = re.compile(r"[a-z]+_[0-9a-z]{8,}")  # a record id in a path, e.g. evt_01m4..., org_acme
+# A record id in a path: a prefixed id with a digit (evt_01m4...), a UUID, or a number.
+_ID = re.compile(r"(?=[a-z]*_[a-z]*\d)[a-z]+_[0-9a-z]{8,}"
+                 r"|[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}|\d+")
 
 
 def parse_iso_ms(value: str) -> int:

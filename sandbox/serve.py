@@ -10,12 +10,14 @@ from typing import Dict, Optional
 from sandbox.core import Served, parse_iso_ms
 from sandbox.mobilenext import DEMO_KEY, MobileNextApi
 from sandbox.session_services import TENANTS, SessionServicesApi, token_for
+from sandbox.sessionvision import DEMO_TOKEN, PROJECTS, SessionVisionApi
 from sandbox.tagbase import DEMO_KEY as TAGBASE_KEY
 from sandbox.tagbase import TagbaseApi
 
 START = "2026-11-01T00:00:00Z"  # the sandbox clock's starting time
 DEMO_START_DATE = "2026-09-01"  # older than every sandbox record
-PORTS = {"session_services": 8401, "mobilenext": 8402, "tagbase": 8403}  # `sessionsync sandbox`
+# fixed ports of `sessionsync sandbox`
+PORTS = {"session_services": 8401, "mobilenext": 8402, "tagbase": 8403, "sessionvision": 8404}
 TAGBASE_LOG = Path("var/sandbox/tagbase-log")  # the simulated integration's verification log
 
 
@@ -24,7 +26,7 @@ def build_apis() -> Dict[str, object]:
     start = parse_iso_ms(START)
     shutil.rmtree(TAGBASE_LOG, ignore_errors=True)  # the same seed writes the same log again
     return {"mobilenext": MobileNextApi(start), "session_services": SessionServicesApi(start),
-            "tagbase": TagbaseApi(start, TAGBASE_LOG)}
+            "tagbase": TagbaseApi(start, TAGBASE_LOG), "sessionvision": SessionVisionApi(start)}
 
 
 def serve_all(fixed_ports: bool = False,
@@ -49,4 +51,8 @@ def demo_env(urls: Dict[str, str]) -> Dict[str, str]:
         "SOURCES__TAGBASE__BASE_URL": urls["tagbase"],
         "SOURCES__TAGBASE__API_KEY": TAGBASE_KEY,
         "SOURCES__TAGBASE__VERIFICATION_LOG_URL": str(TAGBASE_LOG.resolve()),
+        "SOURCES__SESSIONVISION__BASE_URL": urls["sessionvision"],
+        "SOURCES__SESSIONVISION__API_TOKEN": DEMO_TOKEN,
+        "SOURCES__SESSIONVISION__PROJECT_IDS": json.dumps(list(PROJECTS)),
+        "SOURCES__SESSIONVISION__START_DATE": DEMO_START_DATE,
     }

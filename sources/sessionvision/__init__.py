@@ -1,0 +1,308 @@
+"""sessionvision source: events, sessions, persons and definitions of several projects.
+
+Events are immutable but become visible up to 48 hours after their `timestamp`, and the API
+filters them on `timestamp`. Each run, per project:
+
+- `events`: lists events from the previous run's start (server time) less 48 hours, and
+  emits those the warehouse does not hold yet. Cost: the new events plus that lookback.
+- `sessions` and `persons` change only when one of their events becomes visible (end time,
+  counts and bounce; `last_seen`, identify and `$set`). So each run refreshes exactly the
+  sessions and persons of the events it just loaded: by id when they are few, by paging the
+  list when they are many. The first run pages both lists whole.
+- definitions: the lists are small and read whole; rows whose content changed are emitted;
+  action definitions that vanished (deleted upstream) get `deleted_at`.
+
+Resources run in declaration order (`[extract] next_item_mode = "fifo"`), so `sessions`
+and `persons` see what `events` loaded in the same run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.utils import parsedate_to_datetime
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+
+import dlt
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+from dlt.sources import DltResource
+
+from sources import partitions
+from sources.byid import fetch_each
+from sources.hints import MERGE
+from sources.http import ApiClient, ApiError, HttpConfig, SyncError
+from sources.loaded import read_loaded, sql_literal
+from sources.sessionvision.client import SOURCE, NextCursorPaginator, make_client
+from sources.sessionvision.settings import (
+    ACTION_DEFINITION_SCHEMA,
+    BY_ID_MAX,
+    CLOCK_MARGIN_SECONDS,
+    EVENT_DEFINITION_SCHEMA,
+    EVENT_SCHEMA,
+    MAX_DELAY_HOURS,
+    PERSON_SCHEMA,
+    PROMOTED,
+    PROPERTY_DEFINITION_SCHEMA,
+    SESSION_SCHEMA,
+    SESSION_SPAN_HOURS,
+)
+from sources.timeutil import format_ms, parse_ts
+
+Records = List[Dict[str, Any]]
+
+
+@dataclass
+class _Project:
+    """One project within one run: its standing and what `events` loaded for it."""
+
+    id: str
+    failed: bool = False
+    sessions: Optional[Set[str]] = None  # session ids of newly loaded events
+    persons: Optional[Set[str]] = None  # distinct ids of newly loaded events
+    oldest_new: Optional[datetime] = None  # earliest timestamp among them
+
+    @property
+    def path(self) -> str:
+        return f"/api/v1/projects/{self.id}"
+
+    @contextmanager
+    def guard(self) -> Iterator[None]:
+        """A project the token may not read (403) or that does not exist (404) fails alone."""
+        try:
+            yield
+        except ApiError as exc:
+            if exc.status not in (403, 404):
+                raise
+            self.failed = True
+            partitions.report(f"{SOURCE} project {self.id}: {exc.message} (HTTP {exc.status})")
+
+
+@dlt.source(name=SOURCE)
+def sessionvision_source(
+    base_url: str = dlt.config.value,
+    api_token: str = dlt.secrets.value,
+    project_ids: List[str] = dlt.config.value,
+    start_date: str = dlt.config.value,
+    concurrency: int = dlt.config.value,
+    http: HttpConfig = dlt.config.value,
+) -> List[DltResource]:
+    """Events, sessions, persons and definitions of every project in `project_ids`.
+
+    Args:
+        base_url: scheme and host of the API (paths are under `/api/v1`).
+        api_token: personal API token (secret).
+        project_ids: projects to sync.
+        start_date: ISO date; the first run loads events and sessions from it.
+        concurrency: by-id reads in flight at once.
+        http: timeouts and retry policy.
+    """
+    if not isinstance(project_ids, list) or not project_ids:
+        raise SyncError(f"{SOURCE}: project_ids must be a non-empty JSON list of project ids")
+    try:
+        start = parse_ts(start_date)
+    except (TypeError, ValueError) as exc:
+        raise SyncError(f"{SOURCE}: setting start_date is invalid: {exc}") from None
+    client = make_client(base_url, api_token, http)
+    projects = [_Project(str(pid)) for pid in project_ids]
+
+    def each_project() -> Iterator[Tuple[_Project, Dict[str, Any]]]:
+        """Projects still in good standing, each with this resource's state for it."""
+        state = dlt.current.resource_state().setdefault("projects", {})
+        for project in projects:
+            if not project.failed:
+                yield project, state.setdefault(project.id, {})
+
+    def table(name: str, schema: pa.Schema, key: Any = "id") -> Any:
+        return dlt.resource(name=name, primary_key=key, write_disposition=MERGE, columns=schema)
+
+    @table("events", EVENT_SCHEMA)
+    def events() -> Iterator[pa.Table]:
+        for project, st in each_project():
+            with project.guard():
+                yield from _events(client, project, st, start)
+
+    @table("sessions", SESSION_SCHEMA)
+    def sessions() -> Iterator[pa.Table]:
+        for project, st in each_project():
+            with project.guard():
+                yield from _changed_by_event(
+                    client, project, st, "sessions", project.sessions, concurrency,
+                    SESSION_SCHEMA, {"date_from": format_ms(start)})
+
+    @table("persons", PERSON_SCHEMA)
+    def persons() -> Iterator[pa.Table]:
+        for project, st in each_project():
+            with project.guard():
+                yield from _changed_by_event(
+                    client, project, st, "persons", project.persons, concurrency,
+                    PERSON_SCHEMA, {})
+
+    @table("event_definitions", EVENT_DEFINITION_SCHEMA, ("project_id", "name"))
+    def event_definitions() -> Iterator[pa.Table]:
+        for project, _ in each_project():
+            with project.guard():
+                yield from _definitions(client, project, "event_definitions", "name",
+                                        EVENT_DEFINITION_SCHEMA)
+
+    @table("property_definitions", PROPERTY_DEFINITION_SCHEMA, ("project_id", "key"))
+    def property_definitions() -> Iterator[pa.Table]:
+        for project, _ in each_project():
+            with project.guard():
+                yield from _definitions(client, project, "property_definitions", "key",
+                                        PROPERTY_DEFINITION_SCHEMA)
+
+    @table("action_definitions", ACTION_DEFINITION_SCHEMA, ("project_id", "id"))
+    def action_definitions() -> Iterator[pa.Table]:
+        for project, _ in each_project():
+            with project.guard():
+                yield from _definitions(client, project, "action_definitions", "id",
+                                        ACTION_DEFINITION_SCHEMA, {"include_archived": "true"})
+
+    return [events, sessions, persons, event_definitions, property_definitions,
+            action_definitions]
+
+
+def _server_now(client: ApiClient) -> datetime:
+    return parse_ts(parsedate_to_datetime(client.last_date or ""))
+
+
+def _events(client: ApiClient, project: _Project, st: Dict[str, Any],
+            start: datetime) -> Iterator[pa.Table]:
+    """New events since the previous run's start less the 48-hour visibility delay."""
+    since = st.get("checked_at")
+    date_from = start
+    if since is not None:
+        lookback = timedelta(hours=MAX_DELAY_HOURS, seconds=CLOCK_MARGIN_SECONDS)
+        date_from = max(start, parse_ts(since) - lookback)
+    known = _loaded_ids("events", project, f"timestamp >= {_ts(date_from)}")
+    project.sessions, project.persons = set(), set()
+    started: Optional[datetime] = None
+    pages = NextCursorPaginator(client, f"{project.path}/events",
+                                {"date_from": format_ms(date_from)}).pages()
+    for page in pages:
+        started = started or _server_now(client)  # the first page's time: before every other
+        new = [e for e in page if e["id"] not in known]
+        if new:
+            project.sessions.update(e["session_id"] for e in new)
+            project.persons.update(e["distinct_id"] for e in new)
+            table = _event_table(new, project.id)
+            oldest = pc.min(table["timestamp"]).as_py()
+            if project.oldest_new is None or oldest < project.oldest_new:
+                project.oldest_new = oldest
+            yield table
+    st["checked_at"] = format_ms(started or _server_now(client))
+
+
+def _event_table(events: Records, project_id: str) -> pa.Table:
+    """Events as Arrow: promoted `$` properties as columns, all properties as JSON text."""
+    columns: Dict[str, Any] = {
+        "id": [e["id"] for e in events],
+        "project_id": [project_id] * len(events),
+        "event": [e["event"] for e in events],
+        "distinct_id": [e["distinct_id"] for e in events],
+        "session_id": [e["session_id"] for e in events],
+        "timestamp": _times([e["timestamp"] for e in events]),
+    }
+    for key, column in PROMOTED.items():
+        columns[column] = [_text((e.get("properties") or {}).get(key)) for e in events]
+    columns["properties"] = [orjson.dumps(e.get("properties") or {}).decode() for e in events]
+    return pa.table(columns, schema=EVENT_SCHEMA)
+
+
+def _changed_by_event(client: ApiClient, project: _Project, st: Dict[str, Any], kind: str,
+                      due: Optional[Set[str]], concurrency: int, schema: pa.Schema,
+                      list_params: Dict[str, Any]) -> Iterator[pa.Table]:
+    """Sessions or persons touched by this run's new events (all of them on a first run).
+
+    Few: read each by id. Many: page the list and keep the due ones (sessions from a day
+    before the earliest new event; a session that started earlier is then read by id).
+    """
+    key = "id" if kind == "sessions" else "distinct_id"
+    first_run = not st.get("loaded")
+    if not first_run and due is None:  # `events` not selected: nothing is known to be due
+        return
+    if first_run or len(due or ()) > BY_ID_MAX:
+        params = dict(list_params)
+        if not first_run and kind == "sessions" and project.oldest_new is not None:
+            params["date_from"] = format_ms(
+                project.oldest_new - timedelta(hours=SESSION_SPAN_HOURS))
+        left = set(due or ())
+        for page in NextCursorPaginator(client, f"{project.path}/{kind}", params).pages():
+            rows = [r for r in page if first_run or r[key] in left]
+            left -= {r[key] for r in rows}
+            if rows:
+                yield _table(rows, project.id, schema)
+        due = set() if first_run else left  # sessions that started before the listed window
+    paths = [f"{project.path}/{kind}/{i}" for i in sorted(due or ())]
+    rows = [body for _, body in fetch_each(client, paths, concurrency) if body is not None]
+    if rows:
+        yield _table(rows, project.id, schema)
+    st["loaded"] = True
+
+
+def _definitions(client: ApiClient, project: _Project, kind: str, key: str,
+                 schema: pa.Schema, params: Optional[Dict[str, Any]] = None
+                 ) -> Iterator[pa.Table]:
+    """The whole (small) list; emits rows whose content changed, and marks vanished ones."""
+    listed: Records = []
+    for page in NextCursorPaginator(client, f"{project.path}/{kind}", params).pages():
+        listed.extend(page)
+    now = _server_now(client)
+    loaded = read_loaded(kind, schema.names, f"project_id = {sql_literal(project.id)}")
+    before = {r[key]: r for r in (loaded.to_pylist() if loaded is not None else [])}
+    rows = []
+    for record in listed:
+        digest = hashlib.sha1(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)).hexdigest()
+        old = before.get(record[key])
+        if old is None or old["content_hash"] != digest or old.get("deleted_at") is not None:
+            rows.append(dict(record, content_hash=digest))
+    table = _table(rows, project.id, schema) if rows else None
+    if "deleted_at" in schema.names:
+        gone = [dict(r, deleted_at=now) for k, r in before.items()
+                if r["deleted_at"] is None and k not in {rec[key] for rec in listed}]
+        if gone:
+            table = pa.concat_tables(
+                ([table] if table is not None else []) + [pa.Table.from_pylist(gone, schema)])
+    if table is not None:
+        yield table
+
+
+def _table(records: Records, project_id: str, schema: pa.Schema) -> pa.Table:
+    """API records as an Arrow table of `schema`: times parsed, nested values as JSON text."""
+    columns: Dict[str, Any] = {}
+    for f in schema:
+        if f.name == "project_id":
+            columns[f.name] = [project_id] * len(records)
+        elif pa.types.is_timestamp(f.type):
+            columns[f.name] = _times([r.get(f.name) for r in records])
+        elif f.type == pa.string():
+            columns[f.name] = [_text(r.get(f.name)) for r in records]
+        else:
+            columns[f.name] = [r.get(f.name) for r in records]
+    return pa.table(columns, schema=schema)
+
+
+def _times(values: List[Optional[str]]) -> pa.Array:
+    """ISO 8601 texts with `Z` as UTC microsecond timestamps."""
+    return pc.cast(pa.array(values, pa.string()), pa.timestamp("ms", tz="UTC")).cast(
+        pa.timestamp("us", tz="UTC"))
+
+
+def _text(value: Any) -> Optional[str]:
+    """A value for a text column: strings as they are, anything else as JSON."""
+    if value is None or isinstance(value, str):
+        return value
+    return orjson.dumps(value).decode()
+
+
+def _loaded_ids(table: str, project: _Project, where: str) -> Set[str]:
+    loaded = read_loaded(table, ["id"], f"project_id = {sql_literal(project.id)} AND {where}")
+    return set(loaded.column("id").to_pylist()) if loaded is not None else set()
+
+
+def _ts(value: datetime) -> str:
+    return f"{sql_literal(value.isoformat())}::TIMESTAMPTZ"

@@ -1,0 +1,57 @@
+"""HTTP client and paginator for the sessionvision API."""
+
+from __future__ import annotations
+
+from typing import Any, Dict, Iterator, List, Optional
+
+from sources.http import ApiClient, BearerAuth, HttpConfig, PaginationError
+from sources.paging import Paginator
+from sources.sessionvision.settings import MAX_PAGE_SIZE
+
+SOURCE = "sessionvision"
+
+
+def _error_message(body: Any) -> Optional[str]:
+    return f"{body['error']} ({body['code']})"
+
+
+def make_client(base_url: str, api_token: str, http: HttpConfig) -> ApiClient:
+    return ApiClient(SOURCE, base_url, BearerAuth(api_token), http,
+                     error_message=_error_message)
+
+
+class NextCursorPaginator(Paginator):
+    """Pages a keyset list with `cursor=<meta.next_cursor>` until `has_more` is false.
+
+    The other parameters are sent unchanged on every page (the API refuses a cursor with
+    changed filters). Example: `GET /events?date_from=2026-11-01&limit=1000` ->
+    `{"data": [...], "meta": {"next_cursor": "eyJ...", "has_more": true}}` ->
+    `GET /events?date_from=2026-11-01&limit=1000&cursor=eyJ...` -> ... `"has_more": false`.
+    """
+
+    def __init__(self, client: ApiClient, path: str,
+                 params: Optional[Dict[str, Any]] = None) -> None:
+        super().__init__(client.source, f"GET {path}", client.config.max_pages)
+        self.client, self.path = client, path
+        self.params = {"limit": MAX_PAGE_SIZE, **(params or {})}
+
+    def pages(self) -> Iterator[List[Dict[str, Any]]]:
+        cursor: Optional[str] = None
+        while True:
+            params = dict(self.params, **({"cursor": cursor} if cursor else {}))
+            body = self.client.get_json(self.path, params=params)
+            try:
+                data, meta = body["data"], body["meta"]
+                more, cursor = bool(meta["has_more"]), meta.get("next_cursor")
+            except (KeyError, TypeError):
+                raise PaginationError(f"{self.source}: GET {self.path} page without "
+                                      "`data` and `meta`") from None
+            if not isinstance(data, list):
+                raise PaginationError(f"{self.source}: GET {self.path} `data` is not a list")
+            yield data
+            if not more:
+                return
+            if not cursor:
+                raise PaginationError(f"{self.source}: GET {self.path} says has_more "
+                                      "but gives no next_cursor")
+            self.advance(cursor)

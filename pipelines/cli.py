@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import logging
 import time
 from typing import List, Optional
 
@@ -10,8 +12,10 @@ import typer
 from rich.console import Console
 from typing_extensions import Annotated
 
+from pipelines.lock import LOCKED_EXIT_CODE
 from pipelines.run import SyncResult
 from pipelines.run import sync as run_sync
+from sources.http import SyncError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Keep a warehouse in step with Session Services, Tagbase, Mobile Next "
@@ -25,14 +29,21 @@ Warehouse = Annotated[Optional[str], typer.Option(
 
 
 def _report(results: List[SyncResult]) -> int:
-    """Print one line per source; return the exit code (1 if any source failed)."""
+    """Print one line per source; return the exit code.
+
+    0: every source synced. 75: a source was refused because another run holds its lock
+    (and nothing else failed). 1: anything else failed.
+    """
     for r in results:
         rows = ", ".join(f"{t}={n}" for t, n in sorted(r.rows.items())) or "nothing new"
         if r.ok or r.rows:
             out.print(f"{r.source}: {'ok' if r.ok else 'partly loaded'} ({rows})", highlight=False)
         if not r.ok:
             err.print(f"error: {r.error}", highlight=False, soft_wrap=True)
-    return 0 if all(r.ok for r in results) else 1
+    failed = [r for r in results if not r.ok]
+    if not failed:
+        return 0
+    return LOCKED_EXIT_CODE if all(r.locked for r in failed) else 1
 
 
 @app.command()
@@ -47,6 +58,56 @@ def sync(
     with out.status(f"syncing {', '.join(names)}…") if out.is_terminal else _nothing():
         results = run_sync(names, destination, warehouse)
     raise typer.Exit(_report(results))
+
+
+@app.command()
+def schedule(destination: Destination = "duckdb", warehouse: Warehouse = None) -> None:
+    """Run every enabled source on its schedule ([schedules.<source>]) until stopped."""
+    from schedules.scheduler import build_scheduler, run_until_stopped
+
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    names = list(dlt.config["sessionsync.enabled_sources"])
+    try:
+        scheduler = build_scheduler(names, destination, warehouse)
+    except SyncError as exc:
+        err.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    for job in scheduler.get_jobs():
+        out.print(f"{job.name}: {job.trigger}, next run {job.next_run_time:%Y-%m-%d %H:%M:%S %Z}",
+                  highlight=False)
+    run_until_stopped(scheduler)
+    out.print("scheduler stopped", highlight=False)
+
+
+@app.command()
+def status(
+    sources: Annotated[Optional[List[str]], typer.Argument(
+        help="Sources to report; default: [sessionsync] enabled_sources.")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+    destination: Destination = "duckdb",
+    warehouse: Warehouse = None,
+) -> None:
+    """Freshness per source and resource; exits 1 if any is staler than its max_lag."""
+    from pipelines.status import status as get_status
+    from pipelines.warehouse import resolve_location
+
+    names = sources or list(dlt.config["sessionsync.enabled_sources"])
+    try:
+        entries = get_status(names, destination, resolve_location(destination, warehouse))
+    except SyncError as exc:
+        err.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    if as_json:
+        out.print_json(json.dumps([e.as_json() for e in entries]))
+    else:
+        for e in entries:
+            lag = "-" if e.lag_seconds is None else f"{e.lag_seconds / 3600:.1f}h"
+            when = f"{e.last_success:%Y-%m-%d %H:%M}" if e.last_success else "never"
+            flag = " STALE" if e.stale else ""
+            out.print(f"{e.source}.{e.resource}: rows {e.rows}, last ok {when}, lag {lag}"
+                      f"{flag}" + (f", last error: {e.last_error}" if e.last_error else ""),
+                      highlight=False, soft_wrap=True)
+    raise typer.Exit(1 if any(e.stale for e in entries) else 0)
 
 
 @app.command()

@@ -14,6 +14,15 @@ SOURCES: Dict[str, str] = {
     "sessionvision": "sources.sessionvision:sessionvision_source",
 }
 
+# Per source and resource, the column holding each record's own time: its maximum is the
+# resource's high-water mark in the run log, and `status` measures lag from it.
+HIGH_WATER: Dict[str, Dict[str, str]] = {
+    "mobilenext": {"sessions": "created_at"},
+    "session_services": {"orders": "created_at", "tickets": "updated_at"},
+    "tagbase": {"verifications": "inserted_at"},
+    "sessionvision": {"events": "timestamp", "sessions": "end_time"},
+}
+
 
 def source_factory(name: str) -> Callable[..., Any]:
     """The dlt source function registered as `name`."""

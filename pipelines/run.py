@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from dataclasses import dataclass, field
-from typing import Dict, List, Optional, Sequence
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
 
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.pipeline.exceptions import PipelineStepFailed
 
+from pipelines import runlog
+from pipelines.lock import LockedError, source_lock
 from pipelines.registry import source_factory
 from pipelines.warehouse import dlt_destination, pipelines_dir, resolve_location
-from sources import partitions
+from sources import partitions, runstats
 from sources.http import SyncError
 
 log = logging.getLogger("sessionsync")
@@ -26,42 +31,71 @@ class SyncResult:
     ok: bool
     rows: Dict[str, int] = field(default_factory=dict)  # rows loaded per table this run
     error: Optional[str] = None
+    locked: bool = False  # refused: another writer holds the source's lock
 
 
-def make_pipeline(source: str, destination: str, warehouse: Optional[str]) -> dlt.Pipeline:
+def make_pipeline(source: str, destination: str, warehouse: Optional[str],
+                  name: Optional[str] = None) -> dlt.Pipeline:
     """The dlt pipeline of `source` into a warehouse; its dataset is named after the source."""
     location = resolve_location(destination, warehouse)
     return dlt.pipeline(
-        pipeline_name=f"sessionsync_{source}",
+        pipeline_name=name or f"sessionsync_{source}",
         pipelines_dir=str(pipelines_dir(destination, location)),
         destination=dlt_destination(destination, location),
         dataset_name=source,
     )
 
 
-def sync_source(source: str, destination: str = "duckdb",
-                warehouse: Optional[str] = None) -> SyncResult:
-    """Sync one source; never raises for a sync failure, reports it in the result instead.
+def sync_source(source: str, destination: str = "duckdb", warehouse: Optional[str] = None,
+                mode: str = "manual") -> SyncResult:
+    """Sync one source under its write lock; never raises, reports failures in the result.
 
-    A partition (tenant, organization) that fails is reported in `error` while the others
-    load; the result is then not ok, and `rows` counts what did load.
+    A partition (tenant, organization, project) that fails is reported in `error` while the
+    others load; the result is then not ok, and `rows` counts what did load. The run is
+    appended to the run log (`sessionsync.sessionsync_runs`) with `mode`.
     """
     try:
-        pipeline = make_pipeline(source, destination, warehouse)
-        data = source_factory(source)()
-        with partitions.collecting() as failures:
-            pipeline.run(
-                data,
-                loader_file_format="parquet",
-                table_format="delta" if destination == "parquet" else None,  # type: ignore[arg-type]
-            )
+        location = resolve_location(destination, warehouse)
+        with source_lock(source, pipelines_dir(destination, location)):
+            return _sync_locked(source, destination, warehouse, location, mode)
+    except LockedError as exc:
+        return SyncResult(source, ok=False, error=str(exc), locked=True)
     except Exception as exc:  # reported as one line; the traceback goes to the debug log
         log.debug("sync of %s failed", source, exc_info=True)
         return SyncResult(source, ok=False, error=one_line_error(source, exc))
-    info = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
-    counts = dict(info.row_counts) if info else {}
-    rows = {t: n for t, n in counts.items() if not t.startswith("_dlt")}
-    return SyncResult(source, ok=not failures, rows=rows, error="; ".join(failures) or None)
+
+
+def _sync_locked(source: str, destination: str, warehouse: Optional[str], location: Path,
+                 mode: str, pipeline_name: Optional[str] = None,
+                 **source_args: Any) -> SyncResult:
+    started = datetime.now(UTC)
+    resources: List[str] = []
+    rows: Dict[str, int] = {}
+    with runstats.collecting() as counts:
+        try:
+            pipeline = make_pipeline(source, destination, warehouse, pipeline_name)
+            data = source_factory(source)(**source_args)
+            resources = list(data.selected_resources)
+            with partitions.collecting() as failures:
+                pipeline.run(
+                    data,
+                    loader_file_format="parquet",
+                    table_format="delta" if destination == "parquet" else None,  # type: ignore[arg-type]
+                )
+            info = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
+            counted = dict(info.row_counts) if info else {}
+            rows = {t: n for t, n in counted.items() if not t.startswith("_dlt")}
+            result = SyncResult(source, ok=not failures, rows=rows,
+                                error="; ".join(failures) or None)
+        except Exception as exc:  # reported as one line; the traceback goes to the debug log
+            log.debug("sync of %s failed", source, exc_info=True)
+            result = SyncResult(source, ok=False, error=one_line_error(source, exc))
+    status = "ok" if result.ok else ("partial" if result.rows else "failed")
+    marks = runlog.high_water_marks(source, destination, location)
+    runlog.write(runlog.run_rows(uuid.uuid4().hex, source, resources, mode, started,
+                                 datetime.now(UTC), status, rows, counts, marks, result.error),
+                 source, destination, location)
+    return result
 
 
 def sync(sources: Sequence[str], destination: str = "duckdb",

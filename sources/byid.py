@@ -7,6 +7,7 @@ tags, sessionvision sessions and persons that changed.
 from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import copy_context
 from typing import Any, Iterable, Iterator, Optional, Tuple
 
 from sources.http import ApiClient, ApiError
@@ -33,5 +34,7 @@ def fetch_each(client: ApiClient, paths: Iterable[str],
     if not paths:
         return
     yield one(paths[0])
+    # each read runs in a copy of this context, so run counters land under this resource
+    contexts = [copy_context() for _ in paths[1:]]
     with ThreadPoolExecutor(max_workers=max(1, concurrency)) as pool:
-        yield from pool.map(one, paths[1:])
+        yield from pool.map(lambda ctx, path: ctx.run(one, path), contexts, paths[1:])

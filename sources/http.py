@@ -20,6 +20,8 @@ import orjson
 from dlt.common.configuration import configspec
 from dlt.common.configuration.specs import BaseConfiguration
 
+from sources import runstats
+
 log = logging.getLogger("sessionsync.http")
 
 RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
@@ -151,6 +153,7 @@ class ApiClient:
         while True:
             self.stats.requests += 1
             self.stats.by_endpoint[path] = self.stats.by_endpoint.get(path, 0) + 1
+            runstats.count("requests")
             wait: Optional[float] = None
             try:
                 response = self._client.get(path, params=params, headers=headers)
@@ -162,13 +165,16 @@ class ApiClient:
                 status = response.status_code
                 if status < 300:
                     try:
-                        return orjson.loads(response.content)
+                        body = orjson.loads(response.content)
+                        runstats.count("pages")
+                        return body
                     except orjson.JSONDecodeError:
                         problem = "response body is not valid JSON"
                 elif status in RETRY_STATUSES:
                     problem = self._message(response)
                     if status == 429:
                         self.stats.rate_limit_waits += 1
+                        runstats.count("rate_limit_waits")
                         wait = _retry_after(response.headers.get("retry-after"))
                 else:
                     raise ApiError(self.source, endpoint, status, self._message(response))
@@ -178,6 +184,7 @@ class ApiClient:
                 )
             attempt += 1
             self.stats.retries += 1
+            runstats.count("retries")
             if wait is None:
                 wait = backoff_delay(attempt, self.config.backoff_base, self.config.backoff_max)
             log.info("%s: %s -> %s, retry %d in %.2fs",

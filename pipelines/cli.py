@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import dlt
 import typer
@@ -58,6 +58,51 @@ def sync(
     with out.status(f"syncing {', '.join(names)}…") if out.is_terminal else _nothing():
         results = run_sync(names, destination, warehouse)
     raise typer.Exit(_report(results))
+
+
+@app.command()
+def backfill(
+    source: Annotated[str, typer.Argument(help="mobilenext or sessionvision.")],
+    start: Annotated[str, typer.Option(help="Window start (ISO date or time, inclusive).")],
+    end: Annotated[Optional[str], typer.Option(help="Window end (exclusive); default now.")] = None,
+    chunk: Annotated[str, typer.Option(help="Chunk length, e.g. 7d, 12h.")] = "7d",
+    resource: Annotated[Optional[List[str]], typer.Option(
+        help="Resource to load (repeatable); default: the source's time-windowed ones.")] = None,
+    destination: Destination = "duckdb",
+    warehouse: Warehouse = None,
+) -> None:
+    """Load a historical window in chunks; a rerun continues after the last finished chunk."""
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    from pipelines.backfill import backfill as run_backfill
+
+    started, totals = time.perf_counter(), {"rows": 0, "pages": 0}
+    with Progress(TextColumn("{task.description}"), BarColumn(),
+                  TextColumn("{task.completed}/{task.total} chunks"), TimeRemainingColumn(),
+                  console=err, disable=not err.is_terminal) as bar:
+        task = bar.add_task(f"backfill {source}", total=None)
+
+        def report(done: int, total: int, piece: Any, result: Any) -> None:
+            if result is not None:
+                totals["rows"] += sum(result.rows.values())
+            rate = totals["rows"] / max(time.perf_counter() - started, 1e-6)
+            bar.update(task, total=total, completed=done,
+                       description=f"backfill {source}: {totals['rows']} rows, "
+                                   f"{rate:,.0f} rows/s")
+            if not err.is_terminal:
+                what = "already loaded" if result is None else (
+                    f"{sum(result.rows.values())} rows" if result.ok else "failed")
+                out.print(f"chunk {done}/{total} {piece.start:%Y-%m-%d %H:%M} .. "
+                          f"{piece.end:%Y-%m-%d %H:%M}: {what}", highlight=False)
+
+        result = run_backfill(source, start, end, chunk, resource, destination, warehouse,
+                              on_chunk=report)
+    if not result.ok:
+        err.print(f"error: {result.error}", highlight=False, soft_wrap=True)
+        raise typer.Exit(LOCKED_EXIT_CODE if result.locked else 1)
+    rows = ", ".join(f"{t}={n}" for t, n in sorted(result.rows.items())) or "nothing new"
+    out.print(f"{source}: backfill ok, {result.chunks - result.skipped} chunks loaded, "
+              f"{result.skipped} already done ({rows})", highlight=False)
 
 
 @app.command()

@@ -12,6 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence
 import dlt
 from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.pipeline.exceptions import PipelineStepFailed
+from dlt.sources import DltResource
 
 from pipelines import runlog
 from pipelines.lock import LockedError, source_lock
@@ -57,7 +58,7 @@ def sync_source(source: str, destination: str = "duckdb", warehouse: Optional[st
     try:
         location = resolve_location(destination, warehouse)
         with source_lock(source, pipelines_dir(destination, location)):
-            return _sync_locked(source, destination, warehouse, location, mode)
+            return sync_locked(source, destination, warehouse, location, mode)
     except LockedError as exc:
         return SyncResult(source, ok=False, error=str(exc), locked=True)
     except Exception as exc:  # reported as one line; the traceback goes to the debug log
@@ -65,9 +66,16 @@ def sync_source(source: str, destination: str = "duckdb", warehouse: Optional[st
         return SyncResult(source, ok=False, error=one_line_error(source, exc))
 
 
-def _sync_locked(source: str, destination: str, warehouse: Optional[str], location: Path,
+def sync_locked(source: str, destination: str, warehouse: Optional[str], location: Path,
                  mode: str, pipeline_name: Optional[str] = None,
+                 only: Optional[Sequence[str]] = None, extra: Optional[DltResource] = None,
                  **source_args: Any) -> SyncResult:
+    """One run of a source whose lock the caller holds; logged to the run log.
+
+    `pipeline_name` gives a run its own dlt state (backfill), `only` selects resources,
+    `extra` is a resource appended last (it runs after the others), `source_args` go to the
+    source function (e.g. a backfill `window`).
+    """
     started = datetime.now(UTC)
     resources: List[str] = []
     rows: Dict[str, int] = {}
@@ -75,7 +83,15 @@ def _sync_locked(source: str, destination: str, warehouse: Optional[str], locati
         try:
             pipeline = make_pipeline(source, destination, warehouse, pipeline_name)
             data = source_factory(source)(**source_args)
+            if only:
+                unknown = set(only) - set(data.resources)
+                if unknown:
+                    raise SyncError(f"{source}: no resource {', '.join(sorted(unknown))}; "
+                                    f"it has {', '.join(data.resources)}")
+                data = data.with_resources(*only)
             resources = list(data.selected_resources)
+            if extra is not None:
+                data.resources.add(extra)
             with partitions.collecting() as failures:
                 pipeline.run(
                     data,

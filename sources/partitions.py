@@ -35,3 +35,8 @@ def report(message: str) -> None:
         raise SyncError(message)
     if message not in failures:
         failures.append(message)
+
+
+def any_failed() -> bool:
+    """Whether a partition has failed so far in the collecting run."""
+    return bool(_collected.get())

@@ -17,9 +17,11 @@ import pytest
 from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED
 
 from pipelines.lock import LOCKED_EXIT_CODE, source_lock
-from pipelines.run import sync_source
+from pipelines.run import make_pipeline, sync_source
 from pipelines.warehouse import pipelines_dir, resolve_location
-from sandbox.mobilenext import MobileNextApi
+from sandbox.core import iso_ms, parse_iso_ms
+from sandbox.mobilenext import DAY_MS, MobileNextApi
+from sandbox.serve import START
 from schedules.scheduler import build_scheduler
 from tests.conftest import assert_equals_truth
 from tests.test_mobilenext_failures import CLI, ROOT, run_cli
@@ -185,3 +187,44 @@ def _wait(condition: Any, seconds: float) -> None:
             raise AssertionError("timed out waiting")
         time.sleep(0.1)
 
+
+
+def test_backfill_killed_midway_resumes_once_and_leaves_the_schedule_state(
+        mobilenext: MobileNextApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    start = parse_iso_ms(START)
+    monkeypatch.setenv("SOURCES__MOBILENEXT__START_DATE", iso_ms(start - 3 * DAY_MS))
+    assert sync_source("mobilenext").ok  # the scheduled sync covers the last 3 days
+    scheduled = json.dumps(make_pipeline("mobilenext", "duckdb", None).state["sources"],
+                           sort_keys=True)
+    window = ["--start", iso_ms(start - 10 * DAY_MS), "--end", iso_ms(start - 3 * DAY_MS),
+              "--chunk", "1d"]
+
+    proc = subprocess.Popen([CLI, "backfill", "mobilenext", *window], cwd=ROOT, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    seen = []
+
+    def kill_on_eighth(request: Any) -> None:
+        seen.append(request.path)
+        if len(seen) == 8:
+            os.kill(proc.pid, signal.SIGKILL)
+    mobilenext.before_request = kill_on_eighth
+    out, _ = proc.communicate(timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    assert out.count("rows") >= 1, "at least one chunk finished before the kill"
+    mobilenext.before_request = None
+
+    mobilenext.reset_stats()
+    rerun = run_cli("backfill", "mobilenext", *window)
+    assert rerun.returncode == 0, rerun.stderr
+    skipped = int(rerun.stdout.split("chunks loaded, ")[1].split(" already done")[0])
+    assert 1 <= skipped < 7
+    assert_equals_truth(mobilenext)  # every session of all 10 days, once, current
+    after = json.dumps(make_pipeline("mobilenext", "duckdb", None).state["sources"],
+                       sort_keys=True)
+    assert after == scheduled, "the backfill moved the scheduled sync's state"
+    assert {r["mode"] for r in runs()} == {"manual", "backfill"}
+
+
+def test_backfill_refuses_a_source_without_a_time_filter(mobilenext: MobileNextApi) -> None:
+    proc = run_cli("backfill", "tagbase", "--start", "2026-10-01")
+    assert proc.returncode == 1 and "has no time filter" in proc.stderr

@@ -11,6 +11,7 @@ from typing import Any, Dict, Iterator, Tuple
 
 import pytest
 
+from pipelines.backfill import backfill
 from pipelines.run import sync_source
 from pipelines.warehouse import connect, resolve_location
 from sandbox.core import Served, iso_ms, parse_iso_ms
@@ -212,3 +213,18 @@ def test_bad_limit_and_cursor_are_clear_errors(sessionvision: SessionVisionApi) 
                                           "cursor": page["meta"]["next_cursor"]})
         assert "different parameters" in str(err.value)
     assert len(sessionvision.requests) == 3, "a 400 must not be retried"
+
+
+def test_backfill_of_an_older_window_completes_the_history(
+        sessionvision: SessionVisionApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    start = parse_iso_ms(START)
+    monkeypatch.setenv("SOURCES__SESSIONVISION__START_DATE", iso_ms(start - 3 * DAY_S * 1000))
+    assert sync_source("sessionvision").ok
+    older = [e for p in PROJECTS for e in sessionvision.truth(p, "events")
+             if parse_iso_ms(e["timestamp"]) < start - 3 * DAY_S * 1000]
+    assert older and not any(k[1] == older[0]["id"] for k in loaded("events"))
+    result = backfill("sessionvision", iso_ms(start - 12 * DAY_S * 1000),
+                      iso_ms(start - 3 * DAY_S * 1000), "3d", None)
+    assert result.ok, result.error
+    assert result.chunks == 3 and result.rows["events"] == len(older)
+    assert_equals_truth(sessionvision)

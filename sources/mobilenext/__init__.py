@@ -10,6 +10,7 @@ only when new or changed, compared with what the warehouse holds, so a quiet run
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set
@@ -36,6 +37,7 @@ def mobilenext_source(
     page_size: int = dlt.config.value,
     reconcile_every_hours: float = dlt.config.value,
     http: HttpConfig = dlt.config.value,
+    window: Optional[Sequence[str]] = None,
 ) -> List[DltResource]:
     """Mobile Next organizations and sessions.
 
@@ -47,6 +49,9 @@ def mobilenext_source(
         page_size: sessions per list request (1..500).
         reconcile_every_hours: how often a run scans back to `start_date` to find deletions.
         http: timeouts and retry policy.
+        window: `[start, end)` ISO times for a backfill: sessions created in it are read
+            (newest first, from `before = end`) and compared with the warehouse exactly like
+            an incremental run, and no incremental state is read or written.
     """
     start = _setting("start_date", lambda: parse_ts(start_date))
     if not 1 <= int(page_size) <= MAX_PAGE_SIZE:
@@ -77,11 +82,16 @@ def mobilenext_source(
     def sessions() -> Iterator[pa.Table]:
         """New and changed sessions of every selected organization, deletions marked."""
         state = dlt.current.resource_state().setdefault("orgs", {})
+        bounds = _setting("window", lambda: [parse_ts(w) for w in window]) if window else None
         try:
             for org in orgs.selected():
                 try:
-                    yield from _sync_org(client, org["id"], state, start, int(page_size),
-                                         float(reconcile_every_hours))
+                    if bounds:
+                        yield from _scan(client, org["id"], bounds[0], bounds[1],
+                                         int(page_size), _Scan())
+                    else:
+                        yield from _sync_org(client, org["id"], state, start, int(page_size),
+                                             float(reconcile_every_hours))
                 except ApiError as exc:
                     if exc.status not in PARTITION_STATUSES:
                         raise
@@ -134,18 +144,37 @@ def _sync_org(client: ApiClient, org_id: str, all_state: Dict[str, Any], start: 
     marks = [parse_ts(state[k]) for k in ("newest", "open_from") if state.get(k)]
     stop_at = max(start, min(marks)) if marks and not full else start
 
-    known = _loaded_sessions(org_id, stop_at)
-    seen: Set[str] = set()
-    newest = parse_ts(state["newest"]) if state.get("newest") else None
+    scan = _Scan(newest=parse_ts(state["newest"]) if state.get("newest") else None)
+    yield from _scan(client, org_id, stop_at, None, page_size, scan)
+    all_state[org_id] = {
+        "newest": format_ms(scan.newest) if scan.newest else None,
+        "open_from": format_ms(scan.open_from) if scan.open_from else None,
+        "reconciled_at": format_ms(now) if full else reconciled,
+    }
+
+
+@dataclass
+class _Scan:
+    """What a scan saw: the newest `createdAt` and the oldest unreleased session's."""
+
+    newest: Optional[datetime] = None
     open_from: Optional[datetime] = None
-    for page in TieSafeBeforePaginator(client, org_id, page_size, stop_at).pages():
+
+
+def _scan(client: ApiClient, org_id: str, lo: datetime, hi: Optional[datetime],
+          page_size: int, scan: _Scan) -> Iterator[pa.Table]:
+    """List sessions created in `[lo, hi)` and yield the new, changed and vanished ones."""
+    known = _loaded_sessions(org_id, lo, hi)
+    seen: Set[str] = set()
+    for page in TieSafeBeforePaginator(client, org_id, page_size, lo, hi).pages():
         changed = []
         for s in page:
             seen.add(s["id"])
             created = parse_ts(s["createdAt"])
-            newest = created if newest is None or created > newest else newest
-            if s["releasedAt"] is None and (open_from is None or created < open_from):
-                open_from = created
+            if scan.newest is None or created > scan.newest:
+                scan.newest = created
+            if s["releasedAt"] is None and (scan.open_from is None or created < scan.open_from):
+                scan.open_from = created
             if s["id"] not in known or known[s["id"]] != _us(s["releasedAt"]):
                 changed.append(s)
         if changed:
@@ -153,11 +182,6 @@ def _sync_org(client: ApiClient, org_id: str, all_state: Dict[str, Any], start: 
     gone = [sid for sid in known if sid not in seen]
     if gone:
         yield _marked_deleted(gone, _server_now(client))
-    all_state[org_id] = {
-        "newest": format_ms(newest) if newest else None,
-        "open_from": format_ms(open_from) if open_from else None,
-        "reconciled_at": format_ms(now) if full else reconciled,
-    }
 
 
 def _server_now(client: ApiClient) -> datetime:
@@ -172,12 +196,15 @@ def _us(value: Optional[str]) -> Optional[int]:
     return None if value is None else epoch_ms(parse_ts(value)) * 1000
 
 
-def _loaded_sessions(org_id: str, since: datetime) -> Dict[str, Optional[int]]:
-    """id -> releasedAt (epoch µs) of live sessions already loaded, created at/after `since`."""
+def _loaded_sessions(org_id: str, since: datetime,
+                     until: Optional[datetime] = None) -> Dict[str, Optional[int]]:
+    """id -> releasedAt (epoch µs) of live sessions loaded, created in `[since, until)`."""
+    bound = (f" AND created_at < {sql_literal(until.isoformat())}::TIMESTAMPTZ"
+             if until else "")
     table = read_loaded(
         "sessions", ["id", "released_at"],
         f"organization = {sql_literal(org_id)} AND created_at >= "
-        f"{sql_literal(since.isoformat())}::TIMESTAMPTZ AND deleted_at IS NULL",
+        f"{sql_literal(since.isoformat())}::TIMESTAMPTZ AND deleted_at IS NULL{bound}",
     )
     if table is None:
         return {}

@@ -41,18 +41,22 @@ class TieSafeBeforePaginator(Paginator):
         org_id: organization to page.
         page_size: requested `limit`.
         stop_at: stop once every session created at or after this instant has been emitted.
+        start_before: begin with sessions created strictly before this instant (a backfill
+            window's end); None starts at the newest.
     """
 
-    def __init__(self, client: ApiClient, org_id: str, page_size: int, stop_at: datetime) -> None:
+    def __init__(self, client: ApiClient, org_id: str, page_size: int, stop_at: datetime,
+                 start_before: Optional[datetime] = None) -> None:
         super().__init__(SOURCE, f"GET {API_PREFIX}/sessions", client.config.max_pages)
         self.client = client
         self.org_id = org_id
         self.limit = page_size
         self.stop_at = stop_at
+        self.start_before = start_before
 
     def pages(self) -> Iterator[List[Dict[str, Any]]]:
         """Yield lists of sessions, newest first, each session once, all >= `stop_at`."""
-        before: Optional[str] = None
+        before = format_ms(self.start_before) if self.start_before else None
         while True:
             params: Dict[str, Any] = {"limit": self.limit}
             if before is not None:

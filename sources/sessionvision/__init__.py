@@ -64,6 +64,7 @@ class _Project:
     sessions: Optional[Set[str]] = None  # session ids of newly loaded events
     persons: Optional[Set[str]] = None  # distinct ids of newly loaded events
     oldest_new: Optional[datetime] = None  # earliest timestamp among them
+    windowed: bool = False  # a backfill window: only what its events touch is refreshed
 
     @property
     def path(self) -> str:
@@ -89,6 +90,7 @@ def sessionvision_source(
     start_date: str = dlt.config.value,
     concurrency: int = dlt.config.value,
     http: HttpConfig = dlt.config.value,
+    window: Optional[List[str]] = None,
 ) -> List[DltResource]:
     """Events, sessions, persons and definitions of every project in `project_ids`.
 
@@ -99,6 +101,9 @@ def sessionvision_source(
         start_date: ISO date; the first run loads events and sessions from it.
         concurrency: by-id reads in flight at once.
         http: timeouts and retry policy.
+        window: `[start, end)` ISO times for a backfill: events in it are read (`date_from`,
+            `date_to`) and written if not yet loaded, and their sessions and persons
+            refreshed, exactly like an incremental run; no incremental state is used.
     """
     if not isinstance(project_ids, list) or not project_ids:
         raise SyncError(f"{SOURCE}: project_ids must be a non-empty JSON list of project ids")
@@ -106,6 +111,10 @@ def sessionvision_source(
         start = parse_ts(start_date)
     except (TypeError, ValueError) as exc:
         raise SyncError(f"{SOURCE}: setting start_date is invalid: {exc}") from None
+    try:
+        bounds = [parse_ts(w) for w in window] if window else None
+    except (TypeError, ValueError) as exc:
+        raise SyncError(f"{SOURCE}: backfill window is invalid: {exc}") from None
     client = make_client(base_url, api_token, http)
     projects = [_Project(str(pid)) for pid in project_ids]
 
@@ -123,7 +132,11 @@ def sessionvision_source(
     def events() -> Iterator[pa.Table]:
         for project, st in each_project():
             with project.guard():
-                yield from _events(client, project, st, start)
+                if bounds:
+                    yield from _window_events(client, project, bounds[0],
+                                              bounds[1])
+                else:
+                    yield from _events(client, project, st, start)
 
     @table("sessions", SESSION_SCHEMA)
     def sessions() -> Iterator[pa.Table]:
@@ -178,13 +191,31 @@ def _events(client: ApiClient, project: _Project, st: Dict[str, Any],
     if since is not None:
         lookback = timedelta(hours=MAX_DELAY_HOURS, seconds=CLOCK_MARGIN_SECONDS)
         date_from = max(start, parse_ts(since) - lookback)
-    known = _loaded_ids("events", project, f"timestamp >= {_ts(date_from)}")
+    started: List[datetime] = []
+    yield from _new_events(client, project, date_from, None, started)
+    st["checked_at"] = format_ms(started[0] if started else _server_now(client))
+
+
+def _window_events(client: ApiClient, project: _Project, lo: datetime,
+                   hi: datetime) -> Iterator[pa.Table]:
+    """A backfill window's events not yet loaded; no state is read or written."""
+    project.windowed = True
+    yield from _new_events(client, project, lo, hi, [])
+
+
+def _new_events(client: ApiClient, project: _Project, lo: datetime, hi: Optional[datetime],
+                started: List[datetime]) -> Iterator[pa.Table]:
+    """Events in `[lo, hi)` the warehouse does not hold; notes their sessions and persons.
+
+    `started` receives the server time of the first page, which is earlier than every read.
+    """
+    until = f" AND timestamp < {_ts(hi)}" if hi else ""
+    known = _loaded_ids("events", project, f"timestamp >= {_ts(lo)}{until}")
     project.sessions, project.persons = set(), set()
-    started: Optional[datetime] = None
-    pages = NextCursorPaginator(client, f"{project.path}/events",
-                                {"date_from": format_ms(date_from)}).pages()
-    for page in pages:
-        started = started or _server_now(client)  # the first page's time: before every other
+    params = {"date_from": format_ms(lo), **({"date_to": format_ms(hi)} if hi else {})}
+    for page in NextCursorPaginator(client, f"{project.path}/events", params).pages():
+        if not started:
+            started.append(_server_now(client))
         new = [e for e in page if e["id"] not in known]
         if new:
             project.sessions.update(e["session_id"] for e in new)
@@ -194,7 +225,6 @@ def _events(client: ApiClient, project: _Project, st: Dict[str, Any],
             if project.oldest_new is None or oldest < project.oldest_new:
                 project.oldest_new = oldest
             yield table
-    st["checked_at"] = format_ms(started or _server_now(client))
 
 
 def _event_table(events: Records, project_id: str) -> pa.Table:
@@ -222,7 +252,7 @@ def _changed_by_event(client: ApiClient, project: _Project, st: Dict[str, Any], 
     before the earliest new event; a session that started earlier is then read by id).
     """
     key = "id" if kind == "sessions" else "distinct_id"
-    first_run = not st.get("loaded")
+    first_run = not st.get("loaded") and not project.windowed
     if not first_run and due is None:  # `events` not selected: nothing is known to be due
         return
     if first_run or len(due or ()) > BY_ID_MAX:

@@ -1,0 +1,137 @@
+"""`sessionsync backfill`: load a historical window in chunks, resumably, beside the schedule.
+
+Each chunk is one run of the source's own code with a `window` (the same paging, comparison
+with the warehouse and merge as an incremental run) under a pipeline of its own,
+`sessionsync_<source>_backfill`, so the scheduled sync's incremental state is never read or
+moved. Chunks go newest first (the newest-first APIs walk back with `before`). A completed
+chunk is recorded in that pipeline's state in the same load as its rows, so a rerun after a
+crash skips exactly the chunks that landed. The source's write lock is held throughout, so
+a scheduled run that comes due waits for its next turn instead of writing at the same time.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Callable, Dict, Iterator, List, Optional, Sequence
+
+import dlt
+from dlt.sources import DltResource
+
+from pipelines.lock import LockedError, source_lock
+from pipelines.run import SyncResult, make_pipeline, one_line_error, sync_locked
+from pipelines.status import parse_duration
+from pipelines.warehouse import pipelines_dir, resolve_location
+from sources import partitions
+from sources.http import SyncError
+from sources.timeutil import parse_ts
+
+# Sources whose API filters on record time, and the resources a backfill loads by default.
+# Session Services and Tagbase have no time filter: their first sync reads all history.
+BACKFILL_RESOURCES: Dict[str, List[str]] = {
+    "mobilenext": ["sessions"],
+    "sessionvision": ["events", "sessions", "persons"],
+}
+
+
+@dataclass
+class Chunk:
+    start: datetime
+    end: datetime
+
+    @property
+    def key(self) -> str:
+        return f"{self.start.isoformat()}/{self.end.isoformat()}"
+
+
+@dataclass
+class BackfillResult:
+    source: str
+    ok: bool
+    chunks: int = 0
+    skipped: int = 0  # completed by an earlier, interrupted backfill
+    rows: Dict[str, int] = field(default_factory=dict)
+    error: Optional[str] = None
+    locked: bool = False
+
+
+def plan(start: datetime, end: datetime, size: timedelta) -> List[Chunk]:
+    """Chunks of `size` covering `[start, end)`, newest first."""
+    if end <= start:
+        raise SyncError(f"backfill: --end {end.isoformat()} is not after --start")
+    chunks, hi = [], end
+    while hi > start:
+        lo = max(start, hi - size)
+        chunks.append(Chunk(lo, hi))
+        hi = lo
+    return chunks
+
+
+def backfill(source: str, start: str, end: Optional[str], chunk: str,
+             resources: Optional[Sequence[str]], destination: str = "duckdb",
+             warehouse: Optional[str] = None,
+             on_chunk: Optional[Callable[[int, int, Chunk, Optional[SyncResult]], None]] = None
+             ) -> BackfillResult:
+    """Run the backfill; `on_chunk(done, total, chunk, result)` reports progress."""
+    try:
+        if source not in BACKFILL_RESOURCES:
+            raise SyncError(f"backfill: {source} has no time filter to window by; its first "
+                            f"sync reads all history (backfill supports "
+                            f"{', '.join(BACKFILL_RESOURCES)})")
+        lo, hi = parse_ts(start), parse_ts(end) if end else datetime.now(UTC)
+        chunks = plan(lo, hi, timedelta(seconds=parse_duration(chunk, "--chunk")))
+        only = list(resources or BACKFILL_RESOURCES[source])
+        job = f"{lo.isoformat()}/{hi.isoformat()}/{chunk}/{','.join(sorted(only))}"
+        location = resolve_location(destination, warehouse)
+        name = f"sessionsync_{source}_backfill"
+        result = BackfillResult(source, ok=True, chunks=len(chunks))
+        with source_lock(source, pipelines_dir(destination, location)):
+            done = _completed(make_pipeline(source, destination, warehouse, name), source, job)
+            for n, piece in enumerate(chunks, start=1):
+                if piece.key in done:
+                    result.skipped += 1
+                    if on_chunk:
+                        on_chunk(n, len(chunks), piece, None)
+                    continue
+                run = sync_locked(source, destination, warehouse, location, "backfill", name,
+                                   only=only, extra=_progress_marker(job, piece.key),
+                                   window=[piece.start.isoformat(), piece.end.isoformat()])
+                for table, rows in run.rows.items():
+                    result.rows[table] = result.rows.get(table, 0) + rows
+                if on_chunk:
+                    on_chunk(n, len(chunks), piece, run)
+                if not run.ok:
+                    result.ok, result.error = False, run.error
+                    return result
+        return result
+    except LockedError as exc:
+        return BackfillResult(source, ok=False, error=str(exc), locked=True)
+    except (SyncError, ValueError) as exc:
+        return BackfillResult(source, ok=False, error=one_line_error(source, exc)
+                              if not isinstance(exc, ValueError) else f"backfill: {exc}")
+
+
+def _completed(pipeline: dlt.Pipeline, source: str, job: str) -> set:
+    """Chunks of `job` already loaded, from the backfill pipeline's state (restored from the
+    warehouse when the local working folder is gone)."""
+    try:
+        pipeline.sync_destination()
+    except Exception:  # nothing loaded by this pipeline yet  # noqa: BLE001
+        pass
+    state = pipeline.state.get("sources", {}).get(source, {})
+    return set(state.get("backfill", {}).get(job, []))
+
+
+def _progress_marker(job: str, key: str) -> DltResource:
+    """A resource, run after the others, that records the chunk as done in source state.
+
+    It yields no rows; its state change is committed with the chunk's rows, and only if no
+    partition (organization, project) failed.
+    """
+    @dlt.resource(name="backfill_progress")
+    def backfill_progress() -> Iterator[None]:
+        if not partitions.any_failed():
+            dlt.current.source_state().setdefault("backfill", {}).setdefault(job, []).append(key)
+        yield from ()
+
+    return backfill_progress

@@ -85,10 +85,11 @@ def backfill(
         def report(done: int, total: int, piece: Any, result: Any) -> None:
             if result is not None:
                 totals["rows"] += sum(result.rows.values())
+                totals["pages"] += result.pages
             rate = totals["rows"] / max(time.perf_counter() - started, 1e-6)
             bar.update(task, total=total, completed=done,
                        description=f"backfill {source}: {totals['rows']} rows, "
-                                   f"{rate:,.0f} rows/s")
+                                   f"{totals['pages']} pages, {rate:,.0f} rows/s")
             if not err.is_terminal:
                 what = "already loaded" if result is None else (
                     f"{sum(result.rows.values())} rows" if result.ok else "failed")

@@ -33,6 +33,7 @@ class SyncResult:
     rows: Dict[str, int] = field(default_factory=dict)  # rows loaded per table this run
     error: Optional[str] = None
     locked: bool = False  # refused: another writer holds the source's lock
+    pages: int = 0  # API responses read
 
 
 def make_pipeline(source: str, destination: str, warehouse: Optional[str],
@@ -53,7 +54,7 @@ def sync_source(source: str, destination: str = "duckdb", warehouse: Optional[st
 
     A partition (tenant, organization, project) that fails is reported in `error` while the
     others load; the result is then not ok, and `rows` counts what did load. The run is
-    appended to the run log (`sessionsync.sessionsync_runs`) with `mode`.
+    appended to the run log (`sessionsync_ops.sessionsync_runs`) with `mode`.
     """
     try:
         location = resolve_location(destination, warehouse)
@@ -67,9 +68,9 @@ def sync_source(source: str, destination: str = "duckdb", warehouse: Optional[st
 
 
 def sync_locked(source: str, destination: str, warehouse: Optional[str], location: Path,
-                 mode: str, pipeline_name: Optional[str] = None,
-                 only: Optional[Sequence[str]] = None, extra: Optional[DltResource] = None,
-                 **source_args: Any) -> SyncResult:
+                mode: str, pipeline_name: Optional[str] = None,
+                only: Optional[Sequence[str]] = None, extra: Optional[DltResource] = None,
+                **source_args: Any) -> SyncResult:
     """One run of a source whose lock the caller holds; logged to the run log.
 
     `pipeline_name` gives a run its own dlt state (backfill), `only` selects resources,
@@ -106,6 +107,7 @@ def sync_locked(source: str, destination: str, warehouse: Optional[str], locatio
         except Exception as exc:  # reported as one line; the traceback goes to the debug log
             log.debug("sync of %s failed", source, exc_info=True)
             result = SyncResult(source, ok=False, error=one_line_error(source, exc))
+    result.pages = sum(c["pages"] for c in counts.values())
     status = "ok" if result.ok else ("partial" if result.rows else "failed")
     marks = runlog.high_water_marks(source, destination, location)
     runlog.write(runlog.run_rows(uuid.uuid4().hex, source, resources, mode, started,

@@ -214,6 +214,7 @@ class Api:
         elif verb != "stats":
             return Response.json(404, {"error": "unknown control"})
         return Response.json(200, {"now": iso_ms(self.now_ms), "requests": len(self.requests),
+                                   "cpu_seconds": time.process_time(),
                                    "injected": self.injected})
 
 

@@ -93,6 +93,12 @@ def sync_locked(source: str, destination: str, warehouse: Optional[str], locatio
             resources = list(data.selected_resources)
             if extra is not None:
                 data.resources.add(extra)
+            if pipeline.has_pending_data:
+                # A run killed after extract left packages behind. `run()` would only load
+                # them and skip this run's extract, so finish them first, then sync.
+                log.warning("%s: finishing the load an interrupted run left behind", source)
+                pipeline.normalize()
+                pipeline.load()
             with partitions.collecting() as failures:
                 pipeline.run(
                     data,

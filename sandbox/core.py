@@ -10,6 +10,7 @@ from __future__ import annotations
 import random
 import re
 import socket
+import sys
 import threading
 import time
 from dataclasses import dataclass, field, fields
@@ -74,10 +75,11 @@ class Response:
 class Faults:
     """Switchable faults, each a probability per request (0 = off).
 
-    `rate_repeat` answers with the previous page of the same path again (a cursor that
-    repeats). `retry_after` is the `Retry-After` of injected 429s; `slow_seconds` the delay of
-    a slow response; `latency_seconds` is added to every response; `fail_next` forces the next
-    N requests to a 503 regardless of the rates.
+    `rate_repeat` answers a request for a next page (one with a cursor) with the previous
+    page of the same path again (a cursor that repeats). `retry_after` is the `Retry-After`
+    of injected 429s; `slow_seconds` the delay of a slow response; `latency_seconds` is added
+    to every response; `fail_next` forces the next N requests to a 503 regardless of the
+    rates.
     """
 
     rate_429: float = 0.0
@@ -161,7 +163,8 @@ class Api:
                 return self.error(429, "rate_limited", "Too many requests") , action
             if action is not None and action.startswith("5"):
                 return self._server_error(int(action[:3]), action), action
-            if action == "repeat" and request.path in self._last_ok:
+            paging = any(k in request.query for k in ("before", "after", "cursor"))
+            if action == "repeat" and paging and request.path in self._last_ok:
                 return self._last_ok[request.path], action
             response = self.route(request)
             if response.status == 200:
@@ -276,6 +279,11 @@ class _Server(ThreadingHTTPServer):
     def __init__(self, api: Api, port: int) -> None:
         self.api = api
         super().__init__(("127.0.0.1", port), _Handler)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that went away (killed, timed out) is normal here; report anything else."""
+        if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
+            super().handle_error(request, client_address)
 
 
 class Served:

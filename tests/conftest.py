@@ -15,6 +15,13 @@ from sandbox.serve import START
 MEMBER_ORGS = ("org_acme", "org_beta")  # the orgs DEMO_KEY can see
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--chaos-runs", type=int, default=2,
+                     help="rounds per source in tests/chaos (default 2; soak with 200)")
+    parser.addoption("--chaos-seed", type=int, default=None,
+                     help="first seed of the chaos rounds (default: random, printed)")
+
+
 @pytest.fixture
 def mobilenext_api() -> Iterator[MobileNextApi]:
     """A small, seeded Mobile Next world (about 1,300 sessions over 10 days)."""

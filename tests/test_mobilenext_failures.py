@@ -174,3 +174,23 @@ def test_lost_working_dir_restores_state_from_the_warehouse(mobilenext: MobileNe
     assert result.ok and result.rows == {}
     # dlt restored the pipeline state from the destination's _dlt_pipeline_state table
     assert mobilenext.count("/api/v1/sessions") == 2, "state came back: no full re-read"
+
+
+def test_sync_after_a_run_killed_mid_load_also_syncs_new_data(
+        mobilenext: MobileNextApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression (found by the chaos suite): dlt's `run()` with packages left pending only
+    loads them and skips extract, so a sync after a kill during load used to load stale data
+    and miss everything since."""
+    from pipelines.registry import source_factory
+
+    monkeypatch.setenv("SOURCES__MOBILENEXT__RECONCILE_EVERY_HOURS", "0")  # exact deletions
+    assert sync_source("mobilenext").ok
+    mobilenext.advance(3600)
+    pipeline = make_pipeline("mobilenext", "duckdb", None)
+    pipeline.extract(source_factory("mobilenext")())  # killed after extract: a package waits
+    assert pipeline.has_pending_data
+    mobilenext.advance(3600)  # more sessions after the interrupted run
+    result = sync_source("mobilenext")
+    assert result.ok, result.error
+    assert not make_pipeline("mobilenext", "duckdb", None).has_pending_data
+    assert_equals_truth(mobilenext)

@@ -19,6 +19,7 @@ from pipelines.lock import LockedError, source_lock
 from pipelines.registry import source_factory
 from pipelines.warehouse import dlt_destination, pipelines_dir, resolve_location
 from sources import partitions, runstats
+from sources.hints import DUCKDB_MERGE, MERGE
 from sources.http import SyncError
 
 log = logging.getLogger("sessionsync")
@@ -91,6 +92,10 @@ def sync_locked(source: str, destination: str, warehouse: Optional[str], locatio
                                     f"it has {', '.join(data.resources)}")
                 data = data.with_resources(*only)
             resources = list(data.selected_resources)
+            if destination == "duckdb":
+                for resource in data.selected_resources.values():
+                    if resource.write_disposition == MERGE:
+                        resource.apply_hints(write_disposition=DUCKDB_MERGE)
             if extra is not None:
                 data.resources.add(extra)
             if pipeline.has_pending_data:

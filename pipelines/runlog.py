@@ -85,6 +85,9 @@ def write(rows: List[Dict[str, Any]], source: str, destination: str, location: P
             pipeline_name=f"sessionsync_runlog_{source}",
             pipelines_dir=str(pipelines_dir(destination, location)),
             destination=dlt_destination(destination, location), dataset_name=DATASET)
+        if pipeline.has_pending_data:  # rows of a run killed while logging: load them first
+            pipeline.normalize()
+            pipeline.load()
         pipeline.run(rows, table_name=TABLE, write_disposition="append", columns=COLUMNS,
                      table_format="delta" if destination == "parquet" else None)  # type: ignore[arg-type]
     except Exception as exc:  # the sync's own outcome stands  # noqa: BLE001

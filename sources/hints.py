@@ -5,3 +5,8 @@ from dlt.common.schema.typing import TWriteDispositionConfig
 # Upsert on the primary key: the one merge strategy both DuckDB and dlt's Delta tables support,
 # so each id holds its latest row in either warehouse.
 MERGE: TWriteDispositionConfig = {"disposition": "merge", "strategy": "upsert"}
+
+# On DuckDB, merges run as delete-insert, which keeps one row per key even when a load
+# carries a record twice (a load job re-run after a kill copies its rows into the staging
+# table again; upsert would then insert both). dlt's Delta tables support upsert only.
+DUCKDB_MERGE: TWriteDispositionConfig = {"disposition": "merge", "strategy": "delete-insert"}

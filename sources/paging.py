@@ -1,19 +1,20 @@
 """Paginator base: the loop guard every API's paginator inherits.
 
-A paginator turns one page into the parameters of the next, or says there is no next page.
-The base refuses to loop: a cursor seen before, or more pages than the configured cap, stops
-the sync with a `PaginationError` instead of spinning or silently skipping data.
+A paginator's `pages()` turns one page into the request for the next, until the API says
+there is none. The base refuses to loop: a cursor seen before, or more pages than the
+configured cap, stops the sync with a `PaginationError` instead of spinning or silently
+skipping data.
 """
 
 from __future__ import annotations
 
-from typing import Any, Dict, Hashable, Optional, Set
+from typing import Hashable, Set
 
 from sources.http import PaginationError
 
 
 class Paginator:
-    """Tracks cursors and page count; subclasses implement `next_params`.
+    """Tracks cursors and page count; subclasses implement `pages()` and call `advance()`.
 
     Args:
         source: source name for error messages.
@@ -42,6 +43,3 @@ class Paginator:
                 " raise sources.http.max_pages if this is expected"
             )
         self._seen.add(cursor)
-
-    def next_params(self, page: Any) -> Optional[Dict[str, Any]]:  # pragma: no cover - abstract
-        raise NotImplementedError

@@ -194,3 +194,20 @@ def test_sync_after_a_run_killed_mid_load_also_syncs_new_data(
     assert result.ok, result.error
     assert not make_pipeline("mobilenext", "duckdb", None).has_pending_data
     assert_equals_truth(mobilenext)
+
+
+def test_a_load_that_carries_a_record_twice_keeps_one_row(
+        mobilenext: MobileNextApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Regression (found by the chaos suite as duplicate rows): a load job re-run after a kill
+    copies its rows into the staging table again; the merge must still keep one row per id."""
+    import pyarrow as pa
+
+    import sources.mobilenext as source
+    monkeypatch.setenv("SOURCES__MOBILENEXT__RECONCILE_EVERY_HOURS", "0")  # exact deletions
+    single = source._sessions_table
+    monkeypatch.setattr(source, "_sessions_table",
+                        lambda sessions: pa.concat_tables([single(sessions)] * 2))
+    assert sync_source("mobilenext").ok
+    mobilenext.advance(3600)
+    assert sync_source("mobilenext").ok
+    assert_equals_truth(mobilenext)  # asserts every id once

@@ -9,7 +9,8 @@ faults off, sync once more and compare the warehouse with the sandbox's truth.
 
     .venv/bin/python -m pytest -m chaos --chaos-runs 200 [--chaos-seed S]
 
-A failing round names its seed; `--chaos-seed S --chaos-runs 1` replays it exactly.
+A failing round names its seed and how to replay it: the rounds before it shaped the sandbox
+world, so the replay starts from the same first seed (`--chaos-seed S --chaos-runs N`).
 """
 
 from __future__ import annotations
@@ -63,8 +64,9 @@ def test_faults_and_kills_lose_and_duplicate_nothing(source: str,
         try:
             _round(api, source, seed, stats)
         except AssertionError as exc:
-            raise AssertionError(f"{source}: chaos round {n} failed; replay with "
-                                 f"--chaos-seed {seed} --chaos-runs 1: {exc}") from exc
+            raise AssertionError(f"{source}: chaos round {n} (seed {seed}) failed; replay "
+                                 f"with --chaos-seed {first} --chaos-runs {n + 1}: {exc}"
+                                 ) from exc
     report = os.environ.get("CHAOS_REPORT")
     if report:
         with open(report, "a") as f:

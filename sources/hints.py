@@ -2,8 +2,8 @@
 
 from dlt.common.schema.typing import TWriteDispositionConfig
 
-# Upsert on the primary key: the one merge strategy both DuckDB and dlt's Delta tables support,
-# so each id holds its latest row in either warehouse.
+# Merge on the primary key, as upsert: the strategy dlt's Delta tables support. On DuckDB the
+# runner swaps in DUCKDB_MERGE (below), so each id holds its latest row in either warehouse.
 MERGE: TWriteDispositionConfig = {"disposition": "merge", "strategy": "upsert"}
 
 # On DuckDB, merges run as delete-insert, which keeps one row per key even when a load

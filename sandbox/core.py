@@ -7,6 +7,7 @@ seeded RNG. Control endpoints live under `/_sandbox/` and are not part of any AP
 
 from __future__ import annotations
 
+import heapq
 import random
 import re
 import socket
@@ -220,6 +221,35 @@ class Api:
                                    "cpu_seconds": time.process_time(),
                                    "injected": self.injected})
 
+
+
+class EventWorld(Api):
+    """An API whose world moves by scheduled events on the virtual clock.
+
+    `_at(when, kind, *args)` queues a call of `self._on_<kind>(*args)` at `when` (epoch ms);
+    `advance_to` runs every queued call up to the target in time order (ties in the order
+    they were queued), then `after_advance()`.
+    """
+
+    def __init__(self, start_ms: int, seed: int) -> None:
+        super().__init__(start_ms, seed)
+        self._queue: List[Tuple[int, int, str, Tuple[Any, ...]]] = []
+        self._seq = 0
+
+    def _at(self, when: int, kind: str, *args: Any) -> None:
+        self._seq += 1
+        heapq.heappush(self._queue, (when, self._seq, kind, args))
+
+    def advance_to(self, target_ms: int) -> None:
+        while self._queue and self._queue[0][0] <= target_ms:
+            when, _, kind, args = heapq.heappop(self._queue)
+            self.now_ms = max(self.now_ms, when)
+            getattr(self, f"_on_{kind}")(*args)
+        self.now_ms = max(self.now_ms, target_ms)
+        self.after_advance()
+
+    def after_advance(self) -> None:
+        """Runs after every advance; nothing by default."""
 
 class _Handler(BaseHTTPRequestHandler):
     server: _Server

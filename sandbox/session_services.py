@@ -11,15 +11,14 @@ from __future__ import annotations
 import base64
 import bisect
 import hashlib
-import heapq
 import hmac
 import json
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional
 
 import orjson
 
-from sandbox.core import Api, Request, Response, iso_ms
+from sandbox.core import EventWorld, Request, Response, iso_ms
 from sandbox.typeid import TypeIds
 
 API_VERSION = "2025-09-22"
@@ -100,7 +99,7 @@ class Tenant:
     tickets_of_order: Dict[str, List[str]] = field(default_factory=dict)
 
 
-class SessionServicesApi(Api):
+class SessionServicesApi(EventWorld):
     """The Session Services API with two tenants and a simulated ticketing business.
 
     Args:
@@ -122,8 +121,6 @@ class SessionServicesApi(Api):
         }
         self.tokens = {tid: token_for(tid) for tid in self.tenants}
         self.revoked: set = set()
-        self._queue: List[Tuple[int, int, str, Tuple[Any, ...]]] = []
-        self._seq = 0
         for tenant in self.tenants.values():
             for _ in range(3):
                 self._new_venue(tenant)
@@ -135,23 +132,12 @@ class SessionServicesApi(Api):
         self.advance_to(start_ms)
 
     # -- scheduling ---------------------------------------------------------------------------
-    def _at(self, when: int, kind: str, *args: Any) -> None:
-        self._seq += 1
-        heapq.heappush(self._queue, (when, self._seq, kind, args))
-
     def _schedule_next(self, kind: str, tenant: Tenant, mean_gap: float) -> None:
         if kind == "order_new":
             mean_gap = DAY / tenant.orders_per_day if tenant.orders_per_day > 0 else 0
         if mean_gap > 0:
             self._at(self.now_ms + 1 + int(self.rng.expovariate(1 / mean_gap)), kind, tenant.id,
                      mean_gap)
-
-    def advance_to(self, target_ms: int) -> None:
-        while self._queue and self._queue[0][0] <= target_ms:
-            when, _, kind, args = heapq.heappop(self._queue)
-            self.now_ms = max(self.now_ms, when)
-            getattr(self, f"_on_{kind}")(*args)
-        self.now_ms = max(self.now_ms, target_ms)
 
     def _touch(self, record: Dict[str, Any], **changes: Any) -> None:
         record.update(changes)

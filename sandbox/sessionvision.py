@@ -15,7 +15,6 @@ from __future__ import annotations
 import base64
 import bisect
 import hashlib
-import heapq
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -24,7 +23,7 @@ from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import orjson
 
-from sandbox.core import Api, Request, Response, iso_ms
+from sandbox.core import EventWorld, Request, Response, iso_ms
 
 MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 MAX_DELAY_MS = 48 * HOUR
@@ -59,7 +58,7 @@ class Project:
     session_order: Optional[List[Tuple[int, str]]] = None  # (start, id) ascending, cached
 
 
-class SessionVisionApi(Api):
+class SessionVisionApi(EventWorld):
     """The sessionvision API with two readable projects and a late-arriving event stream.
 
     Args:
@@ -80,8 +79,6 @@ class SessionVisionApi(Api):
         self.projects = {pid: Project(pid, visits_per_day * (1 if i == 0 else 0.5))
                          for i, pid in enumerate(PROJECTS + (OTHER_PROJECT,))}
         self.tokens = {DEMO_TOKEN: set(PROJECTS)}
-        self._queue: List[Tuple[int, int, str, Tuple[Any, ...]]] = []
-        self._seq = 0
         self._action_ids = 100
         for project in self.projects.values():
             for _ in range(3):
@@ -89,18 +86,6 @@ class SessionVisionApi(Api):
             self._at(self.now_ms + 1, "visit", project.id)
             self._at(self.now_ms + 6 * HOUR, "action_change", project.id)
         self.advance_to(start_ms)
-
-    # -- clock ----------------------------------------------------------------------------
-    def _at(self, when: int, kind: str, *args: Any) -> None:
-        self._seq += 1
-        heapq.heappush(self._queue, (when, self._seq, kind, args))
-
-    def advance_to(self, target_ms: int) -> None:
-        while self._queue and self._queue[0][0] <= target_ms:
-            when, _, kind, args = heapq.heappop(self._queue)
-            self.now_ms = max(self.now_ms, when)
-            getattr(self, f"_on_{kind}")(*args)
-        self.now_ms = max(self.now_ms, target_ms)
 
     def _uuid(self) -> str:
         return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))

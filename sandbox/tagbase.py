@@ -13,14 +13,13 @@ sessions and tags the demo key cannot read (404).
 from __future__ import annotations
 
 import gzip
-import heapq
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional
 
 import orjson
 
-from sandbox.core import Api, Request, Response, parse_iso_ms
+from sandbox.core import EventWorld, Request, Response, parse_iso_ms
 
 MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 SESSION_WINDOW_MS = 10 * MIN  # a session is live for 10 minutes
@@ -36,7 +35,7 @@ def iso_us(us: int) -> str:
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{us % 1_000_000:06d}Z"
 
 
-class TagbaseApi(Api):
+class TagbaseApi(EventWorld):
     """The Tagbase platform plus the integration writing its verification log.
 
     Args:
@@ -67,8 +66,6 @@ class TagbaseApi(Api):
         self.deleted: set = set()
         self._pending_lines: List[bytes] = []
         self._file_no, self._file_lines = 0, 0
-        self._queue: List[Tuple[int, int, str, Tuple[Any, ...]]] = []
-        self._seq = 0
         for n in range(12):  # every fourth tag belongs to the other account
             self._on_tag_new(schedule=False, account="acc_other" if n % 4 == 3 else "acc_demo")
         self._at(self.now_ms + 1, "tag_new")
@@ -77,16 +74,8 @@ class TagbaseApi(Api):
         self.advance_to(start_ms)
 
     # -- clock ----------------------------------------------------------------------------
-    def _at(self, when: int, kind: str, *args: Any) -> None:
-        self._seq += 1
-        heapq.heappush(self._queue, (when, self._seq, kind, args))
-
-    def advance_to(self, target_ms: int) -> None:
-        while self._queue and self._queue[0][0] <= target_ms:
-            when, _, kind, args = heapq.heappop(self._queue)
-            self.now_ms = max(self.now_ms, when)
-            getattr(self, f"_on_{kind}")(*args)
-        self.now_ms = max(self.now_ms, target_ms)
+    def after_advance(self) -> None:
+        """The integration flushes what it logged during the step: one gzip member per file."""
         self.flush_log()
 
     def _now_us(self) -> int:

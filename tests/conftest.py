@@ -22,6 +22,20 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                      help="first seed of the chaos rounds (default: random, printed)")
 
 
+def isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings: Dict[str, str]) -> None:
+    """Point sessionsync at a warehouse and dlt working folder of its own under `tmp_path`,
+    with short retry backoff, plus a source's `settings` (env var -> value)."""
+    for key, value in {
+        "SOURCES__HTTP__BACKOFF_BASE": "0.01",
+        "SOURCES__HTTP__BACKOFF_MAX": "0.05",
+        "SESSIONSYNC__PIPELINES_DIR": str(tmp_path / "pipelines"),
+        "SESSIONSYNC__WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
+        "SESSIONSYNC__FILE_WAREHOUSE": str(tmp_path / "files"),
+        **settings,
+    }.items():
+        monkeypatch.setenv(key, value)
+
+
 @pytest.fixture
 def mobilenext_api() -> Iterator[MobileNextApi]:
     """A small, seeded Mobile Next world (about 1,300 sessions over 10 days)."""
@@ -34,20 +48,13 @@ def mobilenext(mobilenext_api: MobileNextApi, monkeypatch: pytest.MonkeyPatch,
                tmp_path: Path) -> Iterator[MobileNextApi]:
     """The sandbox API served on 127.0.0.1, with sessionsync configured to sync it."""
     with Served(mobilenext_api) as served:
-        env = {
+        isolate(monkeypatch, tmp_path, {
             "SOURCES__MOBILENEXT__BASE_URL": served.url,
             "SOURCES__MOBILENEXT__API_KEY": DEMO_KEY,
             "SOURCES__MOBILENEXT__ORGANIZATION_IDS": "[]",
             "SOURCES__MOBILENEXT__START_DATE": "2026-09-01",
-            "SOURCES__HTTP__BACKOFF_BASE": "0.01",
-            "SOURCES__HTTP__BACKOFF_MAX": "0.05",
             "SOURCES__HTTP__READ_TIMEOUT": "2",
-            "SESSIONSYNC__PIPELINES_DIR": str(tmp_path / "pipelines"),
-            "SESSIONSYNC__WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
-            "SESSIONSYNC__FILE_WAREHOUSE": str(tmp_path / "files"),
-        }
-        for key, value in env.items():
-            monkeypatch.setenv(key, value)
+        })
         mobilenext_api.url = served.url  # type: ignore[attr-defined]
         yield mobilenext_api
 

@@ -22,7 +22,7 @@ from sandbox.session_services import (
     token_for,
 )
 from sources.http import ApiClient, ApiError, BearerAuth, HttpConfig
-from tests.conftest import table_rows
+from tests.conftest import isolate, table_rows
 from tests.test_mobilenext_failures import run_cli
 
 A, B = list(TENANTS)
@@ -36,17 +36,11 @@ def session_services(monkeypatch: pytest.MonkeyPatch,
     api = SessionServicesApi(parse_iso_ms(START), seed=5, orders_per_day=60, history_days=20)
     with Served(api) as served:
         tokens = json.dumps({t: token_for(t) for t in TENANTS})
-        for key, value in {
+        isolate(monkeypatch, tmp_path, {
             "SOURCES__SESSION_SERVICES__BASE_URL": served.url,
             "SOURCES__SESSION_SERVICES__TENANT_TOKENS": tokens,
             "SOURCES__SESSION_SERVICES__START_DATE": "2026-09-01",
-            "SOURCES__HTTP__BACKOFF_BASE": "0.01",
-            "SOURCES__HTTP__BACKOFF_MAX": "0.05",
-            "SESSIONSYNC__PIPELINES_DIR": str(tmp_path / "pipelines"),
-            "SESSIONSYNC__WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
-            "SESSIONSYNC__FILE_WAREHOUSE": str(tmp_path / "files"),
-        }.items():
-            monkeypatch.setenv(key, value)
+        })
         api.url = served.url  # type: ignore[attr-defined]
         yield api
 

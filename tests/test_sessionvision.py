@@ -24,6 +24,7 @@ from sandbox.sessionvision import (
     SessionVisionApi,
 )
 from sources.http import ApiClient, ApiError, BearerAuth, HttpConfig
+from tests.conftest import isolate
 from tests.test_mobilenext_failures import run_cli
 
 DAY_S = 86_400
@@ -40,18 +41,12 @@ def sessionvision(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[S
     api = SessionVisionApi(parse_iso_ms(START), seed=3, visits_per_day=120, history_days=10,
                            late_share=0.08)
     with Served(api) as served:
-        for key, value in {
+        isolate(monkeypatch, tmp_path, {
             "SOURCES__SESSIONVISION__BASE_URL": served.url,
             "SOURCES__SESSIONVISION__API_TOKEN": DEMO_TOKEN,
             "SOURCES__SESSIONVISION__PROJECT_IDS": json.dumps(list(PROJECTS)),
             "SOURCES__SESSIONVISION__START_DATE": "2026-10-01",  # older than 7 days
-            "SOURCES__HTTP__BACKOFF_BASE": "0.01",
-            "SOURCES__HTTP__BACKOFF_MAX": "0.05",
-            "SESSIONSYNC__PIPELINES_DIR": str(tmp_path / "pipelines"),
-            "SESSIONSYNC__WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
-            "SESSIONSYNC__FILE_WAREHOUSE": str(tmp_path / "files"),
-        }.items():
-            monkeypatch.setenv(key, value)
+        })
         api.url = served.url  # type: ignore[attr-defined]
         yield api
 

@@ -15,7 +15,7 @@ from pipelines.warehouse import connect, resolve_location
 from sandbox.core import Served, parse_iso_ms
 from sandbox.serve import START
 from sandbox.tagbase import DEMO_KEY, TagbaseApi
-from tests.conftest import table_rows
+from tests.conftest import isolate, table_rows
 from tests.test_mobilenext_failures import run_cli
 
 HOUR_S, DAY_S = 3600, 86_400
@@ -26,17 +26,11 @@ def tagbase(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Tagbase
     api = TagbaseApi(parse_iso_ms(START), tmp_path / "log", seed=7, scans_per_day=250,
                      history_days=4, rotate_lines=300, duplicate_rate=0.03)
     with Served(api) as served:
-        for key, value in {
+        isolate(monkeypatch, tmp_path, {
             "SOURCES__TAGBASE__BASE_URL": served.url,
             "SOURCES__TAGBASE__API_KEY": DEMO_KEY,
             "SOURCES__TAGBASE__VERIFICATION_LOG_URL": str(api.log_dir),
-            "SOURCES__HTTP__BACKOFF_BASE": "0.01",
-            "SOURCES__HTTP__BACKOFF_MAX": "0.05",
-            "SESSIONSYNC__PIPELINES_DIR": str(tmp_path / "pipelines"),
-            "SESSIONSYNC__WAREHOUSE": str(tmp_path / "warehouse.duckdb"),
-            "SESSIONSYNC__FILE_WAREHOUSE": str(tmp_path / "files"),
-        }.items():
-            monkeypatch.setenv(key, value)
+        })
         yield api
 
 

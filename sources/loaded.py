@@ -7,7 +7,8 @@ so it works the same on DuckDB and on the Delta file warehouse.
 
 from __future__ import annotations
 
-from typing import List, Optional
+from datetime import datetime
+from typing import List, Optional, Set
 
 import dlt
 import pyarrow as pa
@@ -20,6 +21,17 @@ from pipelines.delta import ensure_delta_extension
 def sql_literal(value: str) -> str:
     """Quote a string as an SQL literal."""
     return "'" + value.replace("'", "''") + "'"
+
+
+def sql_timestamp(value: datetime) -> str:
+    """A timezone-aware time as an SQL `TIMESTAMPTZ` literal."""
+    return f"{sql_literal(value.isoformat())}::TIMESTAMPTZ"
+
+
+def loaded_ids(table: str, where: str) -> Set[str]:
+    """Ids of rows of `table` loaded earlier that match `where` (none before the first load)."""
+    loaded = read_loaded(table, ["id"], where)
+    return set(loaded.column("id").to_pylist()) if loaded is not None else set()
 
 
 def read_loaded(table: str, columns: List[str], where: str) -> Optional[pa.Table]:

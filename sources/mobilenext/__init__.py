@@ -22,7 +22,7 @@ from dlt.sources import DltResource
 from sources import partitions
 from sources.hints import MERGE
 from sources.http import PARTITION_STATUSES, ApiClient, ApiError, HttpConfig, SyncError
-from sources.loaded import read_loaded, sql_literal
+from sources.loaded import read_loaded, sql_literal, sql_timestamp
 from sources.mobilenext.client import SOURCE, TieSafeBeforePaginator, make_client
 from sources.mobilenext.settings import API_PREFIX, MAX_PAGE_SIZE, SESSION_SCHEMA
 from sources.timeutil import epoch_ms, format_ms, parse_ts
@@ -199,12 +199,11 @@ def _us(value: Optional[str]) -> Optional[int]:
 def _loaded_sessions(org_id: str, since: datetime,
                      until: Optional[datetime] = None) -> Dict[str, Optional[int]]:
     """id -> releasedAt (epoch µs) of live sessions loaded, created in `[since, until)`."""
-    bound = (f" AND created_at < {sql_literal(until.isoformat())}::TIMESTAMPTZ"
-             if until else "")
+    bound = f" AND created_at < {sql_timestamp(until)}" if until else ""
     table = read_loaded(
         "sessions", ["id", "released_at"],
         f"organization = {sql_literal(org_id)} AND created_at >= "
-        f"{sql_literal(since.isoformat())}::TIMESTAMPTZ AND deleted_at IS NULL{bound}",
+        f"{sql_timestamp(since)} AND deleted_at IS NULL{bound}",
     )
     if table is None:
         return {}

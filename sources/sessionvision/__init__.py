@@ -35,7 +35,7 @@ from sources import partitions
 from sources.byid import fetch_each
 from sources.hints import MERGE
 from sources.http import ApiClient, ApiError, HttpConfig, SyncError
-from sources.loaded import read_loaded, sql_literal
+from sources.loaded import loaded_ids, read_loaded, sql_literal, sql_timestamp
 from sources.sessionvision.client import SOURCE, NextCursorPaginator, make_client
 from sources.sessionvision.settings import (
     ACTION_DEFINITION_SCHEMA,
@@ -209,8 +209,9 @@ def _new_events(client: ApiClient, project: _Project, lo: datetime, hi: Optional
 
     `started` receives the server time of the first page, which is earlier than every read.
     """
-    until = f" AND timestamp < {_ts(hi)}" if hi else ""
-    known = _loaded_ids("events", project, f"timestamp >= {_ts(lo)}{until}")
+    until = f" AND timestamp < {sql_timestamp(hi)}" if hi else ""
+    known = loaded_ids("events", f"project_id = {sql_literal(project.id)} AND "
+                                 f"timestamp >= {sql_timestamp(lo)}{until}")
     project.sessions, project.persons = set(), set()
     params = {"date_from": format_ms(lo), **({"date_to": format_ms(hi)} if hi else {})}
     for page in NextCursorPaginator(client, f"{project.path}/events", params).pages():
@@ -329,10 +330,3 @@ def _text(value: Any) -> Optional[str]:
     return orjson.dumps(value).decode()
 
 
-def _loaded_ids(table: str, project: _Project, where: str) -> Set[str]:
-    loaded = read_loaded(table, ["id"], f"project_id = {sql_literal(project.id)} AND {where}")
-    return set(loaded.column("id").to_pylist()) if loaded is not None else set()
-
-
-def _ts(value: datetime) -> str:
-    return f"{sql_literal(value.isoformat())}::TIMESTAMPTZ"

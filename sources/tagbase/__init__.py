@@ -29,7 +29,7 @@ from dlt.sources import DltResource
 
 from sources.hints import MERGE
 from sources.http import ApiClient, HttpConfig, SyncError
-from sources.loaded import read_loaded, sql_literal
+from sources.loaded import loaded_ids, sql_timestamp
 from sources.tagbase.client import SOURCE, fetch_by_id, make_client
 from sources.tagbase.log import new_chunks, parse_verification
 from sources.tagbase.settings import (
@@ -110,19 +110,20 @@ def tagbase_source(
 
     @dlt.resource(primary_key="id", write_disposition=MERGE, columns=SESSION_SCHEMA)
     def sessions() -> Iterator[pa.Table]:
-        due = _ids("sessions", _OPEN)
+        due = loaded_ids("sessions", _OPEN)
         if run.sessions:
             assert run.oldest is not None
             since = run.oldest - timedelta(hours=REFERENCE_LOOKBACK_HOURS)
-            settled = _ids("sessions", f"fetched_at >= {_ts(since)} AND NOT ({_OPEN})")
+            settled = loaded_ids("sessions",
+                                 f"fetched_at >= {sql_timestamp(since)} AND NOT ({_OPEN})")
             due |= run.sessions - settled
         yield from _fetch(client, "sessions", due, concurrency, _session_row, SESSION_SCHEMA)
 
     @dlt.resource(primary_key="id", write_disposition=MERGE, columns=TAG_SCHEMA)
     def tags() -> Iterator[pa.Table]:
-        due = _ids("tags", "found AND status <> 'configured'")
+        due = loaded_ids("tags", "found AND status <> 'configured'")
         if run.tags:
-            due |= run.tags - _ids("tags", "NOT found OR status = 'configured'")
+            due |= run.tags - loaded_ids("tags", "NOT found OR status = 'configured'")
         yield from _fetch(client, "tags", due, concurrency, _tag_row, TAG_SCHEMA)
 
     return [verifications, rejected_log_lines, sessions, tags]
@@ -134,16 +135,6 @@ def _note_references(run: _Run, rows: List[Dict[str, Any]]) -> None:
         run.tags.add(row["tag_id"])
         if run.oldest is None or row["inserted_at"] < run.oldest:
             run.oldest = row["inserted_at"]
-
-
-def _ids(table: str, where: str) -> Set[str]:
-    """Ids of rows loaded earlier that match `where` (none before the first load)."""
-    loaded = read_loaded(table, ["id"], where)
-    return set(loaded.column("id").to_pylist()) if loaded is not None else set()
-
-
-def _ts(value: datetime) -> str:
-    return f"{sql_literal(value.isoformat())}::TIMESTAMPTZ"
 
 
 def _fetch(client: ApiClient, kind: str, ids: Set[str], concurrency: int,

@@ -13,6 +13,7 @@ import logging
 import random
 import time
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Callable, Dict, Generator, Mapping, Optional
 
 import httpx
@@ -21,6 +22,7 @@ from dlt.common.configuration import configspec
 from dlt.common.configuration.specs import BaseConfiguration
 
 from sources import runstats
+from sources.timeutil import parse_ts
 
 log = logging.getLogger("sessionsync.http")
 
@@ -129,6 +131,15 @@ class ApiClient:
 
     def close(self) -> None:
         self._client.close()
+
+    def server_time(self) -> datetime:
+        """The API server's clock: the `Date` header of its latest response (whole seconds).
+
+        Sources measure their windows on it, never on this machine's clock.
+        """
+        if self.last_date is None:
+            raise SyncError(f"{self.source}: the API sent no Date header")
+        return parse_ts(email.utils.parsedate_to_datetime(self.last_date))
 
     def __enter__(self) -> ApiClient:
         return self

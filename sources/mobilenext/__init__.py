@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set
 
 import dlt
@@ -137,7 +136,7 @@ def _sync_org(client: ApiClient, org_id: str, all_state: Dict[str, Any], start: 
     last full scan). The window reaches back to the older of `newest` and `open_from`.
     """
     state = all_state.get(org_id, {})
-    now = _server_now(client)
+    now = client.server_time()
     reconciled = state.get("reconciled_at")
     full = not state or reconciled is None or (
         now - parse_ts(reconciled) >= timedelta(hours=reconcile_every_hours))
@@ -181,14 +180,7 @@ def _scan(client: ApiClient, org_id: str, lo: datetime, hi: Optional[datetime],
             yield _sessions_table(changed)
     gone = [sid for sid in known if sid not in seen]
     if gone:
-        yield _marked_deleted(gone, _server_now(client))
-
-
-def _server_now(client: ApiClient) -> datetime:
-    """The API server's clock, from the `Date` header of its latest response."""
-    if client.last_date is None:
-        raise SyncError(f"{SOURCE}: the API sent no Date header")
-    return parse_ts(parsedate_to_datetime(client.last_date))
+        yield _marked_deleted(gone, client.server_time())
 
 
 def _us(value: Optional[str]) -> Optional[int]:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
 import dlt
@@ -156,7 +155,7 @@ class _Tenant:
         """The server's clock (the `Date` of its latest response); fetches once if needed."""
         if self.client.last_date is None:
             self.client.get_json("/venues", params={"limit": 1})
-        now = parse_ts(parsedate_to_datetime(self.client.last_date or ""))
+        now = self.client.server_time()
         if self.started is None:
             self.started = now
         return now

@@ -22,7 +22,6 @@ import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 import dlt
@@ -179,10 +178,6 @@ def sessionvision_source(
             action_definitions]
 
 
-def _server_now(client: ApiClient) -> datetime:
-    return parse_ts(parsedate_to_datetime(client.last_date or ""))
-
-
 def _events(client: ApiClient, project: _Project, st: Dict[str, Any],
             start: datetime) -> Iterator[pa.Table]:
     """New events since the previous run's start less the 48-hour visibility delay."""
@@ -193,7 +188,7 @@ def _events(client: ApiClient, project: _Project, st: Dict[str, Any],
         date_from = max(start, parse_ts(since) - lookback)
     started: List[datetime] = []
     yield from _new_events(client, project, date_from, None, started)
-    st["checked_at"] = format_ms(started[0] if started else _server_now(client))
+    st["checked_at"] = format_ms(started[0] if started else client.server_time())
 
 
 def _window_events(client: ApiClient, project: _Project, lo: datetime,
@@ -216,7 +211,7 @@ def _new_events(client: ApiClient, project: _Project, lo: datetime, hi: Optional
     params = {"date_from": format_ms(lo), **({"date_to": format_ms(hi)} if hi else {})}
     for page in NextCursorPaginator(client, f"{project.path}/events", params).pages():
         if not started:
-            started.append(_server_now(client))
+            started.append(client.server_time())
         new = [e for e in page if e["id"] not in known]
         if new:
             project.sessions.update(e["session_id"] for e in new)
@@ -282,7 +277,7 @@ def _definitions(client: ApiClient, project: _Project, kind: str, key: str,
     listed: Records = []
     for page in NextCursorPaginator(client, f"{project.path}/{kind}", params).pages():
         listed.extend(page)
-    now = _server_now(client)
+    now = client.server_time()
     loaded = read_loaded(kind, schema.names, f"project_id = {sql_literal(project.id)}")
     before = {r[key]: r for r in (loaded.to_pylist() if loaded is not None else [])}
     rows = []

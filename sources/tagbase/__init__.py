@@ -20,7 +20,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import parsedate_to_datetime
 from typing import Any, Dict, Iterator, List, Optional, Set
 
 import dlt
@@ -144,7 +143,7 @@ def _fetch(client: ApiClient, kind: str, ids: Set[str], concurrency: int,
     fetched_at: Optional[datetime] = None
     for rid, data in fetch_by_id(client, kind, sorted(ids), concurrency):
         if fetched_at is None:  # the first read is done alone, before the others start
-            fetched_at = parsedate_to_datetime(client.last_date or "")
+            fetched_at = client.server_time()
         rows.append(dict(to_row(rid, data), id=rid, found=data is not None,
                          fetched_at=fetched_at))
         if len(rows) >= batch:

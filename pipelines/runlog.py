@@ -61,19 +61,26 @@ def run_rows(run_id: str, source: str, resources: List[str], mode: str, started:
 
 def high_water_marks(source: str, destination: str, location: Path) -> Dict[str, Any]:
     """The newest record time loaded per resource (see `registry.HIGH_WATER`)."""
-    marks: Dict[str, Any] = {}
     try:
         with connect(destination, location) as con:
-            for resource, column in HIGH_WATER.get(source, {}).items():
-                try:
-                    row = con.execute(
-                        f'SELECT max("{column}") FROM "{source}"."{resource}"').fetchone()
-                except Exception:  # table not loaded yet  # noqa: BLE001
-                    row = None
-                marks[resource] = row[0] if row else None
-    except SyncError:
-        pass
-    return marks
+            return read_marks(con, source)
+    except SyncError:  # no warehouse yet
+        return {}
+
+
+def read_marks(con: Any, source: str) -> Dict[str, Any]:
+    """High-water marks of a source's resources through an open warehouse connection."""
+    return {resource: scalar(con, f'SELECT max("{column}") FROM "{source}"."{resource}"')
+            for resource, column in HIGH_WATER.get(source, {}).items()}
+
+
+def scalar(con: Any, sql: str) -> Any:
+    """The single value `sql` returns, or None when its table was not loaded yet."""
+    try:
+        row = con.execute(sql).fetchone()
+    except Exception:  # table not loaded yet  # noqa: BLE001
+        return None
+    return row[0] if row else None
 
 
 def write(rows: List[Dict[str, Any]], source: str, destination: str, location: Path) -> None:

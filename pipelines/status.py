@@ -11,7 +11,6 @@ from typing import Any, Dict, List, Optional, Sequence
 import dlt
 
 from pipelines import runlog
-from pipelines.registry import HIGH_WATER
 from pipelines.warehouse import connect
 from sources.http import SyncError
 
@@ -67,24 +66,15 @@ def status(sources: Sequence[str], destination: str, location: Path,
             pass
         for source in sources:
             limit = max_lag(source)
-            marks = HIGH_WATER.get(source, {})
+            marks = runlog.read_marks(con, source)
             names = sorted(set(marks) | {r for s, r in runs if s == source})
             for resource in names:
                 last_success, last_error = runs.get((source, resource), (None, None))
-                rows = _scalar(con, f'SELECT count(*) FROM "{source}"."{resource}"')
-                mark = (_scalar(con, f'SELECT max("{marks[resource]}") '
-                                     f'FROM "{source}"."{resource}"')
-                        if resource in marks else None)
+                rows = runlog.scalar(con, f'SELECT count(*) FROM "{source}"."{resource}"')
+                mark = marks.get(resource)
                 lag = (now - mark).total_seconds() if isinstance(mark, datetime) else None
                 stale = limit is not None and resource in marks and (lag is None or lag > limit)
                 out.append(ResourceStatus(source, resource, last_success, mark, lag, rows,
                                           last_error, limit, stale))
     return out
 
-
-def _scalar(con: Any, sql: str) -> Any:
-    try:
-        row = con.execute(sql).fetchone()
-    except Exception:  # table not loaded yet  # noqa: BLE001
-        return None
-    return row[0] if row else None

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m bench.session_services_sync --orders 100000 [--destination duckdb]
 
-Then times a no-op run (nothing changed) and prints its request count.
+Then times a run 15 minutes later (the next scheduled run) and prints its request count.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import json
 import tempfile
 import time
 
-from bench.common import timed_sync, warehouse_env
+from bench.common import run_later, timed_sync, warehouse_env
 from sandbox.core import Served, parse_iso_ms
 from sandbox.serve import START
 from sandbox.session_services import TENANTS, SessionServicesApi, token_for
@@ -41,10 +41,7 @@ def main() -> None:
         }
         timing = timed_sync("session_services", args.destination, env)
         requests = len(api.requests)
-        api.advance(15 * 60)  # the next scheduled run, 15 minutes later
-        api.reset_stats()
-        noop = timed_sync("session_services", args.destination, env)
-        noop_requests = dict(sorted(api.count_by_path().items()))
+        later = run_later(api, "session_services", args.destination, env)
     rows = timing.result.rows
     assert rows["orders"] == orders, (rows, orders)
     print(f"session_services -> {args.destination}: {rows['orders']} orders in "
@@ -52,8 +49,7 @@ def main() -> None:
           f"{sum(rows.values())} rows = {sum(rows.values()) / timing.wall:,.0f} rows/s "
           f"({requests} requests, process CPU {timing.cpu:.1f}s incl. sandbox, "
           f"peak RSS {timing.peak_rss_mb:.0f} MB)")
-    print(f"run 15 min later: {sum(noop.result.rows.values())} rows in {noop.wall:.1f}s, "
-          f"{sum(noop_requests.values())} requests: {noop_requests}")
+    print(later)
 
 
 if __name__ == "__main__":

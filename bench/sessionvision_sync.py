@@ -12,7 +12,7 @@ import json
 import tempfile
 import time
 
-from bench.common import timed_sync, warehouse_env
+from bench.common import run_later, timed_sync, warehouse_env
 from sandbox.core import Served, parse_iso_ms
 from sandbox.serve import START
 from sandbox.sessionvision import DEMO_TOKEN, PROJECTS, SessionVisionApi
@@ -38,18 +38,14 @@ def main() -> None:
                "SOURCES__SESSIONVISION__START_DATE": "2026-09-01"}
         timing = timed_sync("sessionvision", args.destination, env)
         requests = dict(sorted(api.count_by_path().items()))
-        api.advance(15 * 60)
-        api.reset_stats()
-        later = timed_sync("sessionvision", args.destination, env)
-        later_requests = dict(sorted(api.count_by_path().items()))
+        later = run_later(api, "sessionvision", args.destination, env)
     rows = timing.result.rows
     assert rows["events"] == events, (rows, events)
     print(f"sessionvision -> {args.destination}: {rows['events']} events in {timing.wall:.1f}s"
           f" = {rows['events'] / timing.wall:,.0f} events/s; all tables "
           f"{sum(rows.values())} rows; requests {requests} (process CPU {timing.cpu:.1f}s incl."
           f" sandbox, peak RSS {timing.peak_rss_mb:.0f} MB)")
-    print(f"run 15 min later: {later.result.rows} in {later.wall:.1f}s, "
-          f"{sum(later_requests.values())} requests: {later_requests}")
+    print(later)
 
 
 if __name__ == "__main__":

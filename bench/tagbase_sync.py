@@ -10,7 +10,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import timed_sync, warehouse_env
+from bench.common import run_later, timed_sync, warehouse_env
 from sandbox.core import Served, parse_iso_ms
 from sandbox.serve import START
 from sandbox.tagbase import DEMO_KEY, TagbaseApi
@@ -45,10 +45,7 @@ def main() -> None:
             timing = timed_sync("tagbase", args.destination, env)
             requests = dict(sorted(api.count_by_path().items()))
             total = len(api.verifications)
-            api.advance(15 * 60)
-            api.reset_stats()
-            later = timed_sync("tagbase", args.destination, env)
-            later_requests = dict(sorted(api.count_by_path().items()))
+            later = run_later(api, "tagbase", args.destination, env)
     rows = timing.result.rows
     assert rows["verifications"] == total, (rows, total)
     print(f"tagbase -> {args.destination}: {rows['verifications']} verifications, "
@@ -57,8 +54,7 @@ def main() -> None:
           f"(concurrency {args.concurrency}, latency {args.latency_ms:g} ms, "
           f"process CPU {timing.cpu:.1f}s incl. sandbox, "
           f"peak RSS {timing.peak_rss_mb:.0f} MB)")
-    print(f"run 15 min later: {later.result.rows} in {later.wall:.1f}s, "
-          f"requests {later_requests}")
+    print(later)
 
 
 if __name__ == "__main__":

@@ -19,7 +19,7 @@ import dlt
 from dlt.sources import DltResource
 
 from pipelines.lock import LockedError, source_lock
-from pipelines.run import SyncResult, make_pipeline, one_line_error, sync_locked
+from pipelines.run import SyncResult, make_pipeline, sync_locked
 from pipelines.status import parse_duration
 from pipelines.warehouse import pipelines_dir, resolve_location
 from sources import partitions
@@ -106,9 +106,10 @@ def backfill(source: str, start: str, end: Optional[str], chunk: str,
         return result
     except LockedError as exc:
         return BackfillResult(source, ok=False, error=str(exc), locked=True)
-    except (SyncError, ValueError) as exc:
-        return BackfillResult(source, ok=False, error=one_line_error(source, exc)
-                              if not isinstance(exc, ValueError) else f"backfill: {exc}")
+    except SyncError as exc:
+        return BackfillResult(source, ok=False, error=str(exc))
+    except ValueError as exc:  # an unreadable --start or --end
+        return BackfillResult(source, ok=False, error=f"backfill: {exc}")
 
 
 def _completed(pipeline: dlt.Pipeline, source: str, job: str) -> set:

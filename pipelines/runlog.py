@@ -1,7 +1,7 @@
 """The run log: a row per resource per run in the table `sessionsync_ops.sessionsync_runs`.
 
 Every run (manual `sync`, scheduled, `backfill`) appends its rows after it ends, under the
-source's write lock, through a small dlt pipeline of its own. Nothing secret is written:
+source's write lock, as one append of its own (see `write`). Nothing secret is written:
 errors are the same one-line, redacted messages the CLI prints.
 """
 
@@ -13,30 +13,33 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import dlt
+import duckdb
+import pyarrow as pa
+from deltalake import write_deltalake
 
 from pipelines.registry import HIGH_WATER
-from pipelines.warehouse import connect, dlt_destination, pipelines_dir
+from pipelines.warehouse import connect
 from sources.http import SyncError
 
 log = logging.getLogger("sessionsync")
 DATASET, TABLE = "sessionsync_ops", "sessionsync_runs"  # not "sessionsync": the DuckDB file's name
-COLUMNS: Dict[str, Any] = {
-    "run_id": {"data_type": "text", "nullable": False},
-    "source": {"data_type": "text", "nullable": False},
-    "resource": {"data_type": "text", "nullable": False},
-    "mode": {"data_type": "text"},
-    "started_at": {"data_type": "timestamp"},
-    "finished_at": {"data_type": "timestamp"},
-    "status": {"data_type": "text"},
-    "rows_loaded": {"data_type": "bigint"},
-    "pages": {"data_type": "bigint"},
-    "requests": {"data_type": "bigint"},
-    "retries": {"data_type": "bigint"},
-    "rate_limit_waits": {"data_type": "bigint"},
-    "high_water_mark": {"data_type": "timestamp"},
-    "error": {"data_type": "text"},
-}
+_TS = pa.timestamp("us", tz="UTC")
+SCHEMA = pa.schema([
+    pa.field("run_id", pa.string(), nullable=False),
+    pa.field("source", pa.string(), nullable=False),
+    pa.field("resource", pa.string(), nullable=False),
+    ("mode", pa.string()),
+    ("started_at", _TS),
+    ("finished_at", _TS),
+    ("status", pa.string()),
+    ("rows_loaded", pa.int64()),
+    ("pages", pa.int64()),
+    ("requests", pa.int64()),
+    ("retries", pa.int64()),
+    ("rate_limit_waits", pa.int64()),
+    ("high_water_mark", _TS),
+    ("error", pa.string()),
+])
 
 
 def run_rows(run_id: str, source: str, resources: List[str], mode: str, started: datetime,
@@ -84,18 +87,23 @@ def scalar(con: Any, sql: str) -> Any:
 
 
 def write(rows: List[Dict[str, Any]], source: str, destination: str, location: Path) -> None:
-    """Append run rows to the warehouse; a failure here is logged, never raised."""
+    """Append run rows to the warehouse; a failure here is logged, never raised.
+
+    One atomic append (a DuckDB INSERT, a Delta commit) straight to the table, not a dlt
+    load: a run that loaded nothing leaves no load package behind, and logging costs
+    milliseconds instead of a pipeline run.
+    """
     if not rows:
         return
+    runs = pa.Table.from_pylist(rows, schema=SCHEMA)
     try:
-        pipeline = dlt.pipeline(
-            pipeline_name=f"sessionsync_runlog_{source}",
-            pipelines_dir=str(pipelines_dir(destination, location)),
-            destination=dlt_destination(destination, location), dataset_name=DATASET)
-        if pipeline.has_pending_data:  # rows of a run killed while logging: load them first
-            pipeline.normalize()
-            pipeline.load()
-        pipeline.run(rows, table_name=TABLE, write_disposition="append", columns=COLUMNS,
-                     table_format="delta" if destination == "parquet" else None)  # type: ignore[arg-type]
+        if destination == "duckdb":
+            with duckdb.connect(str(location)) as con:
+                con.execute(f"CREATE SCHEMA IF NOT EXISTS {DATASET}")
+                con.execute(f"CREATE TABLE IF NOT EXISTS {DATASET}.{TABLE} AS "
+                            "SELECT * FROM runs LIMIT 0")
+                con.execute(f"INSERT INTO {DATASET}.{TABLE} BY NAME SELECT * FROM runs")
+        else:
+            write_deltalake(str(location / DATASET / TABLE), runs, mode="append")
     except Exception as exc:  # the sync's own outcome stands  # noqa: BLE001
         log.warning("%s: could not write the run log: %s", source, " ".join(str(exc).split())[:200])

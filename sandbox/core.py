@@ -8,6 +8,7 @@ seeded RNG. Control endpoints live under `/_sandbox/` and are not part of any AP
 from __future__ import annotations
 
 import heapq
+import math
 import random
 import re
 import socket
@@ -80,7 +81,8 @@ class Faults:
     page of the same path again (a cursor that repeats). `retry_after` is the `Retry-After`
     of injected 429s; `slow_seconds` the delay of a slow response; `latency_seconds` is added
     to every response; `fail_next` forces the next N requests to a 503 regardless of the
-    rates.
+    rates. `rate_limit` is not random: a real limit of that many requests per second (a
+    token bucket holding one second's worth), answered with 429 and `Retry-After`.
     """
 
     rate_429: float = 0.0
@@ -93,6 +95,7 @@ class Faults:
     slow_seconds: float = 0.0
     latency_seconds: float = 0.0
     fail_next: int = 0
+    rate_limit: float = 0.0
 
     def update(self, **changes: Any) -> None:
         names = {f.name for f in fields(self)}
@@ -117,6 +120,9 @@ class Api:
         self.injected: Dict[str, int] = {}
         self.before_request: Optional[Callable[[Request], None]] = None
         self._last_ok: Dict[str, Response] = {}
+        self._tokens: Optional[float] = None  # rate limit bucket; None = full
+        self._span: List[float] = []  # monotonic times of the first and latest API request
+        self._refilled = 0.0
 
     # -- clock ----------------------------------------------------------------------------
     def advance(self, seconds: float) -> None:
@@ -150,6 +156,7 @@ class Api:
     def reset_stats(self) -> None:
         self.requests.clear()
         self.injected.clear()
+        self._span = []
 
     def serve(self, request: Request) -> Tuple[Response, Optional[str]]:
         """Handle one API request, maybe replacing it by a fault; returns (response, action)."""
@@ -157,11 +164,15 @@ class Api:
             self.before_request(request)
         with self.lock:
             self.requests.append((request.method, request.path))
-            action = self._fault()
+            self._span[1:] = [time.monotonic()]
+            wait = self._over_limit()
+            action = "429-limit" if wait else self._fault()
             if action is not None:
                 self.injected[action] = self.injected.get(action, 0) + 1
-            if action == "429":
-                return self.error(429, "rate_limited", "Too many requests") , action
+            if action is not None and action.startswith("429"):
+                response = self.error(429, "rate_limited", "Too many requests")
+                response.headers["Retry-After"] = str(wait or self.faults.retry_after)
+                return response, action
             if action is not None and action.startswith("5"):
                 return self._server_error(int(action[:3]), action), action
             paging = any(k in request.query for k in ("before", "after", "cursor"))
@@ -176,6 +187,23 @@ class Api:
             if response.status == 429:
                 response.headers["Retry-After"] = str(self.faults.retry_after)
             return response, action
+
+    def _over_limit(self) -> int:
+        """0 when the request is within `faults.rate_limit`, else the whole seconds until it
+        would be (for `Retry-After`)."""
+        rate = self.faults.rate_limit
+        if not rate:
+            return 0
+        now = time.monotonic()
+        capacity = max(1.0, rate)
+        tokens = capacity if self._tokens is None else min(
+            capacity, self._tokens + (now - self._refilled) * rate)
+        self._refilled = now
+        if tokens >= 1:
+            self._tokens = tokens - 1
+            return 0
+        self._tokens = tokens
+        return max(1, math.ceil((1 - tokens) / rate))
 
     def _fault(self) -> Optional[str]:
         f, r = self.faults, self.fault_rng
@@ -211,7 +239,7 @@ class Api:
         if verb == "advance":
             self.advance(float(request.arg("seconds") or 0))
         elif verb == "faults":
-            self.faults = Faults()
+            self.faults, self._tokens = Faults(), None
             self.faults.update(**(orjson.loads(request.body) if request.body else {}))
         elif verb == "reset":
             self.reset_stats()
@@ -219,6 +247,8 @@ class Api:
             return Response.json(404, {"error": "unknown control"})
         return Response.json(200, {"now": iso_ms(self.now_ms), "requests": len(self.requests),
                                    "cpu_seconds": time.process_time(),
+                                   "span_seconds": self._span[-1] - self._span[0]
+                                   if self._span else 0.0,
                                    "injected": self.injected})
 
 

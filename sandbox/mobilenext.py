@@ -11,6 +11,8 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Optional
 
+import orjson
+
 from sandbox.core import Api, Request, Response, iso_ms, parse_iso_ms
 
 DAY_MS = 86_400_000
@@ -51,12 +53,14 @@ class MobileNextApi(Api):
         sessions_per_day: mean sessions created per day in each organization.
         history_days: days of history generated before `start_ms`.
         deletions_per_day: mean sessions deleted per day in each organization.
+        teams: extra organizations `org_team01`... the demo key reads, each as busy as
+            `org_acme` (for benchmarks of many partitions).
     """
 
     name = "mobilenext"
 
     def __init__(self, start_ms: int, seed: int = 7, sessions_per_day: float = 300,
-                 history_days: float = 30, deletions_per_day: float = 2) -> None:
+                 history_days: float = 30, deletions_per_day: float = 2, teams: int = 0) -> None:
         super().__init__(start_ms - int(history_days * DAY_MS), seed)
         t0 = self.now_ms
         self.orgs = {
@@ -74,6 +78,11 @@ class MobileNextApi(Api):
             DEMO_KEY: ("org_acme", {"org_acme": "readwrite", "org_beta": "read"}),
             OTHER_KEY: ("org_solo", {"org_solo": "readwrite"}),
         }
+        for n in range(1, teams + 1):
+            team = Org(f"org_team{n:02d}", f"Team {n}", "team", t0 - 30 * DAY_MS,
+                       sessions_per_day, deletions_per_day)
+            self.orgs[team.id] = team
+            self.keys[DEMO_KEY][1][team.id] = "read"
         for org in self.orgs.values():
             org.next_burst_ms = t0 + self._gap(org.sessions_per_day)
             org.next_delete_ms = t0 + self._gap(org.deletions_per_day)
@@ -191,8 +200,18 @@ class MobileNextApi(Api):
             except ValueError:
                 return self.error(400, "invalid_request", "before must be an RFC 3339 timestamp")
         start = max(0, end - limit)
-        page = [self.render(org.by_id[org.ids[i]]) for i in range(end - 1, start - 1, -1)]
-        body: Dict[str, Any] = {"object": "list", "data": page}
-        if start > 0:
-            body["nextCursor"] = page[-1]["createdAt"]
-        return Response.json(200, body)
+        data = b",".join(self._rendered(org.by_id[org.ids[i]])
+                         for i in range(end - 1, start - 1, -1))
+        body = b'{"object":"list","data":[' + data + b"]"
+        if start > 0:  # the last session's createdAt, as the API's cursor
+            body += b',"nextCursor":"' + iso_ms(org.created[start]).encode() + b'"'
+        return Response(200, body + b"}", {"Content-Type": "application/json"})
+
+    def _rendered(self, record: Dict[str, Any]) -> bytes:
+        """`render(record)` as JSON; cached once the session is released (it is final then)."""
+        text = record.get("_json")
+        if text is None:
+            text = orjson.dumps(self.render(record))
+            if record["_released"] <= self.now_ms:
+                record["_json"] = text
+        return text  # type: ignore[no-any-return]

@@ -11,6 +11,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import random
+import threading
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -44,6 +45,7 @@ class HttpConfig(BaseConfiguration):
     backoff_base: float = None  # type: ignore[assignment]
     backoff_max: float = None  # type: ignore[assignment]
     max_pages: int = None  # type: ignore[assignment]
+    requests_per_second: float = None  # type: ignore[assignment]
 
 
 class SyncError(Exception):
@@ -120,7 +122,9 @@ class ApiClient:
         self.config = config
         self.auth = auth
         self.stats = HttpStats()
-        self.last_date: Optional[str] = None
+        self.last_date: Optional[str] = None  # of the latest response on any thread
+        self._thread_date = threading.local()  # of the latest response on each thread
+        self.pace = Pace(config.requests_per_second or 0.0)
         self._error_message = error_message or (lambda body: None)
         self._client = httpx.Client(
             base_url=base_url.rstrip("/"),
@@ -133,13 +137,16 @@ class ApiClient:
         self._client.close()
 
     def server_time(self) -> datetime:
-        """The API server's clock: the `Date` header of its latest response (whole seconds).
+        """The API server's clock: the `Date` header of the latest response this thread
+        received (of any thread's, before this one made a request); whole seconds.
 
-        Sources measure their windows on it, never on this machine's clock.
+        Sources measure their windows on it, never on this machine's clock. Per thread, so
+        a partition paged on its own thread reads the time of its own requests.
         """
-        if self.last_date is None:
+        date = getattr(self._thread_date, "value", None) or self.last_date
+        if date is None:
             raise SyncError(f"{self.source}: the API sent no Date header")
-        return parse_ts(email.utils.parsedate_to_datetime(self.last_date))
+        return parse_ts(email.utils.parsedate_to_datetime(date))
 
     def __enter__(self) -> ApiClient:
         return self
@@ -166,13 +173,16 @@ class ApiClient:
             self.stats.by_endpoint[path] = self.stats.by_endpoint.get(path, 0) + 1
             runstats.count("requests")
             wait: Optional[float] = None
+            self.pace.wait()
             try:
                 response = self._client.get(path, params=params, headers=headers)
             except httpx.TransportError as exc:  # connect errors, timeouts, resets
                 problem = f"{type(exc).__name__}"
                 status: Optional[int] = None
             else:
-                self.last_date = response.headers.get("date", self.last_date)
+                date = response.headers.get("date")
+                if date:
+                    self.last_date = self._thread_date.value = date
                 status = response.status_code
                 if status < 300:
                     try:
@@ -198,9 +208,13 @@ class ApiClient:
             runstats.count("retries")
             if wait is None:
                 wait = backoff_delay(attempt, self.config.backoff_base, self.config.backoff_max)
-            log.info("%s: %s -> %s, retry %d in %.2fs",
-                     self.source, endpoint, problem, attempt, wait)
-            time.sleep(wait)
+                log.info("%s: %s -> %s, retry %d in %.2fs",
+                         self.source, endpoint, problem, attempt, wait)
+                time.sleep(wait)
+            else:  # the API asked everyone to wait: every thread of this client holds back
+                log.info("%s: %s -> %s, retry %d after the API's %.2fs",
+                         self.source, endpoint, problem, attempt, wait)
+                self.pace.hold(wait)
 
     def _message(self, response: httpx.Response) -> str:
         """The server's message for an error response, in one line and without secrets."""
@@ -213,6 +227,36 @@ class ApiClient:
             kind = response.headers.get("content-type", "").split(";")[0] or "empty"
             message = f"{response.reason_phrase or 'error'} ({kind} body)"
         return self.auth.redact(" ".join(str(message).split()))[:300]
+
+
+class Pace:
+    """Paces one client's requests across all its threads.
+
+    At most `rate` requests start per second (evenly spaced, no bursts; 0 means no limit),
+    and after a 429 no request starts until its `Retry-After` has passed, on any thread:
+    partitions paged at once share the API's limit instead of each hitting it.
+    """
+
+    def __init__(self, rate: float) -> None:
+        if rate < 0:
+            raise SyncError(f"requests_per_second must be 0 (no limit) or more, got {rate}")
+        self.interval = 1.0 / rate if rate else 0.0
+        self._next = 0.0  # monotonic time the next request may start
+        self._lock = threading.Lock()
+
+    def wait(self) -> None:
+        """Block until this thread's request may start, and book its slot."""
+        with self._lock:
+            now = time.monotonic()
+            start = max(now, self._next)
+            self._next = start + self.interval
+        if start > now:
+            time.sleep(start - now)
+
+    def hold(self, seconds: float) -> None:
+        """No request starts for `seconds` from now."""
+        with self._lock:
+            self._next = max(self._next, time.monotonic() + seconds)
 
 
 def backoff_delay(attempt: int, base: float, cap: float) -> float:

@@ -203,10 +203,15 @@ def test_a_load_that_carries_a_record_twice_keeps_one_row(
     import pyarrow as pa
 
     import sources.mobilenext as source
+    from sources.batches import Batches
+
+    class Twice(Batches):
+        def flush(self) -> "pa.Table | None":
+            batch = super().flush()
+            return None if batch is None else pa.concat_tables([batch, batch])
+
     monkeypatch.setenv("SOURCES__MOBILENEXT__RECONCILE_EVERY_HOURS", "0")  # exact deletions
-    single = source._sessions_table
-    monkeypatch.setattr(source, "_sessions_table",
-                        lambda sessions: pa.concat_tables([single(sessions)] * 2))
+    monkeypatch.setattr(source, "Batches", Twice)
     assert sync_source("mobilenext").ok
     mobilenext.advance(3600)
     assert sync_source("mobilenext").ok

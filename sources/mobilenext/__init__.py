@@ -10,21 +10,22 @@ only when new or changed, compared with what the warehouse holds, so a quiet run
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
 import dlt
 import pyarrow as pa
 from dlt.sources import DltResource
 
-from sources import partitions
+from sources import fanout, partitions
+from sources.batches import Batches
 from sources.hints import MERGE
 from sources.http import PARTITION_STATUSES, ApiClient, ApiError, HttpConfig, SyncError
 from sources.loaded import read_loaded, sql_literal, sql_timestamp
 from sources.mobilenext.client import SOURCE, TieSafeBeforePaginator, make_client
 from sources.mobilenext.settings import API_PREFIX, MAX_PAGE_SIZE, SESSION_SCHEMA
-from sources.timeutil import epoch_ms, format_ms, parse_ts
+from sources.timeutil import arrow_times, epoch_ms, format_ms, from_epoch_ms, parse_ts
 
 
 @dlt.source(name=SOURCE, max_table_nesting=0)
@@ -35,6 +36,7 @@ def mobilenext_source(
     start_date: str = dlt.config.value,
     page_size: int = dlt.config.value,
     reconcile_every_hours: float = dlt.config.value,
+    concurrency: int = dlt.config.value,
     http: HttpConfig = dlt.config.value,
     window: Optional[Sequence[str]] = None,
 ) -> List[DltResource]:
@@ -47,6 +49,7 @@ def mobilenext_source(
         start_date: ISO date or timestamp; sessions created before it are not loaded.
         page_size: sessions per list request (1..500).
         reconcile_every_hours: how often a run scans back to `start_date` to find deletions.
+        concurrency: organizations paged at the same time.
         http: timeouts and retry policy.
         window: `[start, end)` ISO times for a backfill: sessions created in it are read
             (newest first, from `before = end`) and compared with the warehouse exactly like
@@ -56,6 +59,8 @@ def mobilenext_source(
     if not 1 <= int(page_size) <= MAX_PAGE_SIZE:
         raise SyncError(
             f"{SOURCE}: page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
+    if int(concurrency) < 1:
+        raise SyncError(f"{SOURCE}: concurrency must be 1 or more, got {concurrency}")
     if not isinstance(organization_ids, (list, tuple)):
         raise SyncError(f"{SOURCE}: organization_ids must be a JSON list of organization ids")
     client = make_client(base_url, api_key, http)
@@ -79,22 +84,39 @@ def mobilenext_source(
 
     @dlt.resource(name="sessions", primary_key="id", write_disposition=MERGE)
     def sessions() -> Iterator[pa.Table]:
-        """New and changed sessions of every selected organization, deletions marked."""
+        """New and changed sessions of every selected organization, deletions marked.
+
+        Organizations are paged at once, `concurrency` at a time (`sources.fanout`).
+        """
         state = dlt.current.resource_state().setdefault("orgs", {})
         bounds = _setting("window", lambda: [parse_ts(w) for w in window]) if window else None
         try:
-            for org in orgs.selected():
-                try:
-                    if bounds:
-                        yield from _scan(client, org["id"], bounds[0], bounds[1],
-                                         int(page_size), _Scan())
-                    else:
-                        yield from _sync_org(client, org["id"], state, start, int(page_size),
-                                             float(reconcile_every_hours))
-                except ApiError as exc:
-                    if exc.status not in PARTITION_STATUSES:
-                        raise
-                    partitions.report(f"{SOURCE}: organization {org['id']}: {exc}")
+            selected = orgs.selected()
+            now = client.server_time()  # before any scan starts: a conservative "scanned at"
+            scans = [_plan(org["id"], state.get(org["id"], {}), now, start, bounds,
+                           float(reconcile_every_hours)) for org in selected]
+            streams = [(scan, _pages(client, scan, int(page_size))) for scan in scans]
+            batches = Batches()
+            for message in fanout.interleave(streams, int(concurrency)):
+                scan = message.key
+                if isinstance(message, fanout.Page):
+                    batch = batches.add(scan.take(*message.items))
+                    if batch is not None:
+                        yield batch
+                elif message.error is not None:
+                    if not (isinstance(message.error, ApiError)
+                            and message.error.status in PARTITION_STATUSES):
+                        raise message.error
+                    partitions.report(f"{SOURCE}: organization {scan.org_id}: {message.error}")
+                else:
+                    gone = [sid for sid in scan.known if sid not in scan.seen]
+                    if gone:
+                        yield _marked_deleted(gone, client.server_time())
+                    if not bounds:
+                        state[scan.org_id] = scan.new_state(now)
+            last = batches.flush()
+            if last is not None:
+                yield last
         finally:
             client.close()
 
@@ -127,65 +149,77 @@ class _OrgDirectory:
         return self._orgs
 
 
-def _sync_org(client: ApiClient, org_id: str, all_state: Dict[str, Any], start: datetime,
-              page_size: int, reconcile_every_hours: float) -> Iterator[pa.Table]:
-    """Scan one organization's window, yield what changed, then advance its state.
+@dataclass
+class _OrgScan:
+    """One organization's scan in one run: what to read, what is loaded, what was seen.
 
     State per organization: `newest` (newest createdAt loaded), `open_from` (createdAt of the
     oldest session still unreleased when last seen) and `reconciled_at` (server time of the
-    last full scan). The window reaches back to the older of `newest` and `open_from`.
+    last full scan). An incremental scan reaches back to the older of `newest` and
+    `open_from`; a full one (first run, or `reconcile_every_hours` passed) to `start_date`.
     """
-    state = all_state.get(org_id, {})
-    now = client.server_time()
-    reconciled = state.get("reconciled_at")
-    full = not state or reconciled is None or (
-        now - parse_ts(reconciled) >= timedelta(hours=reconcile_every_hours))
-    marks = [parse_ts(state[k]) for k in ("newest", "open_from") if state.get(k)]
-    stop_at = max(start, min(marks)) if marks and not full else start
 
-    scan = _Scan(newest=parse_ts(state["newest"]) if state.get("newest") else None)
-    yield from _scan(client, org_id, stop_at, None, page_size, scan)
-    all_state[org_id] = {
-        "newest": format_ms(scan.newest) if scan.newest else None,
-        "open_from": format_ms(scan.open_from) if scan.open_from else None,
-        "reconciled_at": format_ms(now) if full else reconciled,
-    }
+    org_id: str
+    lo: datetime  # sessions created at or after this are read...
+    hi: Optional[datetime]  # ...and before this (a backfill window's end); None: the newest
+    full: bool
+    reconciled_at: Optional[str]
+    newest: Optional[int] = None  # epoch ms
+    open_from: Optional[int] = None  # epoch ms
+    known: Dict[str, Optional[int]] = field(default_factory=dict)  # loaded id -> released µs
+    seen: Set[str] = field(default_factory=set)
 
+    def take(self, sessions: List[Dict[str, Any]], created: List[int]) -> Optional[pa.Table]:
+        """Note one page; the sessions in it that are new or changed, as Arrow, if any."""
+        if not sessions:
+            return None
+        ids = [s["id"] for s in sessions]
+        self.seen.update(ids)
+        top = max(created)
+        self.newest = top if self.newest is None else max(self.newest, top)
+        open_ = [ms for s, ms in zip(sessions, created, strict=True) if s["releasedAt"] is None]
+        if open_ and (self.open_from is None or min(open_) < self.open_from):
+            self.open_from = min(open_)
+        table = _sessions_table(sessions)
+        if self.known:
+            released = table.column("released_at").cast(pa.int64()).to_pylist()
+            missing = object()
+            table = table.filter(pa.array([
+                self.known.get(i, missing) != r for i, r in zip(ids, released, strict=True)]))
+        return table if table.num_rows else None
 
-@dataclass
-class _Scan:
-    """What a scan saw: the newest `createdAt` and the oldest unreleased session's."""
-
-    newest: Optional[datetime] = None
-    open_from: Optional[datetime] = None
-
-
-def _scan(client: ApiClient, org_id: str, lo: datetime, hi: Optional[datetime],
-          page_size: int, scan: _Scan) -> Iterator[pa.Table]:
-    """List sessions created in `[lo, hi)` and yield the new, changed and vanished ones."""
-    known = _loaded_sessions(org_id, lo, hi)
-    seen: Set[str] = set()
-    for page in TieSafeBeforePaginator(client, org_id, page_size, lo, hi).pages():
-        changed = []
-        for s in page:
-            seen.add(s["id"])
-            created = parse_ts(s["createdAt"])
-            if scan.newest is None or created > scan.newest:
-                scan.newest = created
-            if s["releasedAt"] is None and (scan.open_from is None or created < scan.open_from):
-                scan.open_from = created
-            if s["id"] not in known or known[s["id"]] != _us(s["releasedAt"]):
-                changed.append(s)
-        if changed:
-            yield _sessions_table(changed)
-    gone = [sid for sid in known if sid not in seen]
-    if gone:
-        yield _marked_deleted(gone, client.server_time())
+    def new_state(self, now: datetime) -> Dict[str, Any]:
+        """The organization's state after this scan completed."""
+        return {
+            "newest": format_ms(from_epoch_ms(self.newest)) if self.newest is not None else None,
+            "open_from": (format_ms(from_epoch_ms(self.open_from))
+                          if self.open_from is not None else None),
+            "reconciled_at": format_ms(now) if self.full else self.reconciled_at,
+        }
 
 
-def _us(value: Optional[str]) -> Optional[int]:
-    """Epoch microseconds of an API timestamp (how the warehouse stores it)."""
-    return None if value is None else epoch_ms(parse_ts(value)) * 1000
+def _plan(org_id: str, state: Dict[str, Any], now: datetime, start: datetime,
+          bounds: Optional[List[datetime]], reconcile_every_hours: float) -> _OrgScan:
+    """What one organization's scan reads this run, and what the warehouse holds of it."""
+    if bounds:
+        scan = _OrgScan(org_id, bounds[0], bounds[1], full=False, reconciled_at=None)
+    else:
+        reconciled = state.get("reconciled_at")
+        full = not state or reconciled is None or (
+            now - parse_ts(reconciled) >= timedelta(hours=reconcile_every_hours))
+        marks = [parse_ts(state[k]) for k in ("newest", "open_from") if state.get(k)]
+        lo = max(start, min(marks)) if marks and not full else start
+        newest = epoch_ms(parse_ts(state["newest"])) if state.get("newest") else None
+        scan = _OrgScan(org_id, lo, None, full, reconciled, newest=newest)
+    scan.known = _loaded_sessions(org_id, scan.lo, scan.hi)
+    return scan
+
+
+def _pages(client: ApiClient, scan: _OrgScan,
+           page_size: int) -> Callable[[], Iterator[Tuple[List[Dict[str, Any]], List[int]]]]:
+    """The organization's page stream, started on a fanout thread."""
+    return lambda: TieSafeBeforePaginator(client, scan.org_id, page_size, scan.lo,
+                                          scan.hi).pages()
 
 
 def _loaded_sessions(org_id: str, since: datetime,
@@ -215,9 +249,9 @@ def _sessions_table(sessions: List[Dict[str, Any]]) -> pa.Table:
         "device__type": [d["type"] for d in device],
         "device__name": [d["name"] for d in device],
         "device__os_version": [d["osVersion"] for d in device],
-        "created_at": [_us(s["createdAt"]) for s in sessions],
-        "released_at": [_us(s["releasedAt"]) for s in sessions],
-        "deleted_at": [None] * len(sessions),
+        "created_at": arrow_times([s["createdAt"] for s in sessions]),
+        "released_at": arrow_times([s["releasedAt"] for s in sessions]),
+        "deleted_at": pa.nulls(len(sessions), SESSION_SCHEMA.field("deleted_at").type),
     }, schema=SESSION_SCHEMA)
 
 

@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
-from typing import Any, Dict, Iterator, List, Optional
+from datetime import datetime
+from typing import Any, Dict, Iterator, List, Optional, Tuple
+
+import pyarrow as pa
 
 from sources.http import ApiClient, BearerAuth, HttpConfig, PaginationError
 from sources.mobilenext.settings import API_PREFIX, MAX_PAGE_SIZE, ORG_HEADER
 from sources.paging import Paginator
-from sources.timeutil import format_ms, parse_ts
+from sources.timeutil import epoch_ms, epoch_ms_list, format_ms, from_epoch_ms
 
 SOURCE = "mobilenext"
 
@@ -54,8 +56,10 @@ class TieSafeBeforePaginator(Paginator):
         self.stop_at = stop_at
         self.start_before = start_before
 
-    def pages(self) -> Iterator[List[Dict[str, Any]]]:
-        """Yield lists of sessions, newest first, each session once, all >= `stop_at`."""
+    def pages(self) -> Iterator[Tuple[List[Dict[str, Any]], List[int]]]:
+        """Yield `(sessions, created)` pages, newest first, each session once, all created at
+        or after `stop_at`; `created` holds their `createdAt` in epoch ms (parsed once)."""
+        stop_at = epoch_ms(self.stop_at)
         before = format_ms(self.start_before) if self.start_before else None
         while True:
             params: Dict[str, Any] = {"limit": self.limit}
@@ -63,16 +67,16 @@ class TieSafeBeforePaginator(Paginator):
                 params["before"] = before
             body = self.client.get_json(f"{API_PREFIX}/sessions", params=params,
                                         headers={ORG_HEADER: self.org_id})
-            sessions = _check_page(body)
+            sessions, created = _check_page(body)
             if not sessions:
                 return
-            last = parse_ts(sessions[-1]["createdAt"])
+            last = created[-1]
             more = "nextCursor" in body and body["nextCursor"] is not None
-            if not more or last < self.stop_at:
-                yield [s for s in sessions if parse_ts(s["createdAt"]) >= self.stop_at]
+            if not more or last < stop_at:
+                yield _since(sessions, created, stop_at)
                 return
-            head = [s for s in sessions if parse_ts(s["createdAt"]) > last]
-            if not head:
+            head = _since(sessions, created, last + 1)
+            if not head[0]:
                 if self.limit < MAX_PAGE_SIZE:
                     self.limit = MAX_PAGE_SIZE  # the same `before` again, with room for the group
                     continue
@@ -82,15 +86,30 @@ class TieSafeBeforePaginator(Paginator):
                     " through them"
                 )
             yield head
-            before = format_ms(last + timedelta(milliseconds=1))
+            before = format_ms(from_epoch_ms(last + 1))
             self.advance(before)
 
 
-def _check_page(body: Any) -> List[Dict[str, Any]]:
-    """The `data` of a list page, refusing a page whose shape is not the contract's."""
+def _since(sessions: List[Dict[str, Any]], created: List[int],
+           lo: int) -> Tuple[List[Dict[str, Any]], List[int]]:
+    """The sessions (and their `created`) created at or after `lo` epoch ms."""
+    keep = [i for i, ms in enumerate(created) if ms >= lo]
+    return [sessions[i] for i in keep], [created[i] for i in keep]
+
+
+def _check_page(body: Any) -> Tuple[List[Dict[str, Any]], List[int]]:
+    """The `data` of a list page and each session's `createdAt` in epoch ms, refusing a page
+    whose shape is not the contract's."""
     if not isinstance(body, dict) or not isinstance(body.get("data"), list):
         raise PaginationError(f"{SOURCE}: a sessions page without a `data` list")
-    for s in body["data"]:
-        if not isinstance(s, dict) or "id" not in s or "createdAt" not in s:
-            raise PaginationError(f"{SOURCE}: a sessions page with a record lacking id/createdAt")
-    return body["data"]
+    sessions = body["data"]
+    try:
+        created = epoch_ms_list([s["createdAt"] for s in sessions])
+        if not all(isinstance(s["id"], str) for s in sessions):
+            raise TypeError
+    except (TypeError, KeyError, ValueError, pa.ArrowException):
+        raise PaginationError(f"{SOURCE}: a sessions page with a record lacking a valid "
+                              "id/createdAt") from None
+    if None in created:
+        raise PaginationError(f"{SOURCE}: a sessions page with a record lacking createdAt")
+    return sessions, created

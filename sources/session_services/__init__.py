@@ -26,7 +26,7 @@ import dlt
 from dlt.common.schema.typing import TColumnSchema
 from dlt.sources import DltResource
 
-from sources import partitions
+from sources import checkpoint, partitions
 from sources.hints import MERGE
 from sources.http import PARTITION_STATUSES, ApiClient, ApiError, HttpConfig, SyncError
 from sources.session_services.client import SOURCE, AfterCursorPaginator, make_client
@@ -92,16 +92,20 @@ def session_services_source(
     def events() -> Iterator[Records]:
         for tenant, st in each_tenant("events"):
             with tenant.guard():
-                yield _changed(tenant, tenant.events(), st)
-                st["watermark"] = tenant.watermark()
+                rows = _changed(tenant, tenant.events(), st)
+                yield rows
+                checkpoint.advance(st, "watermark", tenant.watermark(), wrote=bool(rows))
 
     @table("venues")
     def venues() -> Iterator[Records]:
         for tenant, st in each_tenant("venues"):
             with tenant.guard():
+                wrote = False
                 for records, _ in AfterCursorPaginator(tenant.client, "/venues", "venues").pages():
-                    yield _changed(tenant, records, st)
-                st["watermark"] = tenant.watermark()
+                    rows = _changed(tenant, records, st)
+                    wrote = wrote or bool(rows)
+                    yield rows
+                checkpoint.advance(st, "watermark", tenant.watermark(), wrote)
 
     @table("admissions")
     def admissions() -> Iterator[Records]:
@@ -111,21 +115,28 @@ def session_services_source(
                 due = [e["id"] for e in tenant.events()
                        if since is None or e["updatedAt"] >= since
                        or (e["status"] in ("UPCOMING", "ACTIVE") and "deletedAt" not in e)]
+                wrote = False
                 for event_id in due:
                     for records, _ in AfterCursorPaginator(
                             tenant.client, f"/events/{event_id}/admissions", "admissions").pages():
-                        yield _changed(tenant, records, st)
-                st["watermark"] = tenant.watermark()
+                        rows = _changed(tenant, records, st)
+                        wrote = wrote or bool(rows)
+                        yield rows
+                checkpoint.advance(st, "watermark", tenant.watermark(), wrote)
 
     @table("tickets", ts=("scanned_at",), text=("section_id",))
     def tickets() -> Iterator[Records]:
         for tenant, st in each_tenant("tickets"):
             with tenant.guard():
+                wrote = False
                 for params in _ticket_reads(tenant, st.get("watermark")):
                     for records, _ in AfterCursorPaginator(tenant.client, "/tickets", "tickets",
                                                            params).pages():
-                        yield _changed(tenant, [r for r in records if r["createdAt"] >= start], st)
-                st["watermark"] = tenant.watermark()
+                        rows = _changed(tenant, [r for r in records if r["createdAt"] >= start],
+                                        st)
+                        wrote = wrote or bool(rows)
+                        yield rows
+                checkpoint.advance(st, "watermark", tenant.watermark(), wrote)
 
     return [orders, events, venues, admissions, tickets]
 
@@ -192,6 +203,7 @@ def _orders(tenant: _Tenant, st: Dict[str, Any], start: str) -> Iterator[Records
     begin = _window_start(st.get("ladder", []), since)
     ladder: List[List[Any]] = []
     changes: List[Tuple[str, str, str]] = []
+    wrote = False
     for records, cursor in AfterCursorPaginator(tenant.client, "/orders", "orders",
                                                 start=begin).pages():
         if records:
@@ -200,10 +212,12 @@ def _orders(tenant: _Tenant, st: Dict[str, Any], start: str) -> Iterator[Records
         rows = [dict(r, tenantId=tenant.id) for r in records
                 if r["createdAt"] >= start and (since is None or r["updatedAt"] >= since)]
         if rows:
+            wrote = True
             yield rows
     tenant.order_changes = changes
-    st["ladder"] = _thin(ladder)
-    st["watermark"] = tenant.watermark()
+    if wrote or st.get("ladder") is None:  # the ladder only grows with new orders
+        st["ladder"] = _thin(ladder)
+    checkpoint.advance(st, "watermark", tenant.watermark(), wrote)
 
 
 def _window_start(ladder: List[List[Any]], since: Optional[str]) -> Optional[str]:

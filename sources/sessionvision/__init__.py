@@ -22,7 +22,7 @@ import hashlib
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 import dlt
 import orjson
@@ -30,7 +30,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.sources import DltResource
 
-from sources import partitions
+from sources import checkpoint, fanout, partitions
+from sources.batches import Batches
 from sources.byid import fetch_each
 from sources.hints import MERGE
 from sources.http import ApiClient, ApiError, HttpConfig, SyncError
@@ -49,7 +50,7 @@ from sources.sessionvision.settings import (
     SESSION_SCHEMA,
     SESSION_SPAN_HOURS,
 )
-from sources.timeutil import format_ms, parse_ts
+from sources.timeutil import arrow_times, format_ms, parse_ts
 
 Records = List[Dict[str, Any]]
 
@@ -75,10 +76,54 @@ class _Project:
         try:
             yield
         except ApiError as exc:
-            if exc.status not in (403, 404):
-                raise
-            self.failed = True
-            partitions.report(f"{SOURCE} project {self.id}: {exc.message} (HTTP {exc.status})")
+            self.fail(exc)
+
+    def fail(self, exc: BaseException) -> None:
+        """Fail this project alone when `exc` says it cannot be read; re-raise anything else."""
+        if not isinstance(exc, ApiError) or exc.status not in (403, 404):
+            raise exc
+        self.failed = True
+        partitions.report(f"{SOURCE} project {self.id}: {exc.message} (HTTP {exc.status})")
+
+
+@dataclass
+class _EventScan:
+    """One project's events read in one run: `[lo, hi)`, and the ids already loaded there."""
+
+    project: _Project
+    lo: datetime
+    hi: Optional[datetime]
+    known: Set[str]
+    started: Optional[datetime] = None  # server time of the first page, before every read
+
+    def pages(self, client: ApiClient) -> Callable[[], Iterator[Records]]:
+        """The page stream, started on a fanout thread (it notes its own `started`)."""
+        params = {"date_from": format_ms(self.lo),
+                  **({"date_to": format_ms(self.hi)} if self.hi else {})}
+
+        def stream() -> Iterator[Records]:
+            paginator = NextCursorPaginator(client, f"{self.project.path}/events", params)
+            for page in paginator.pages():
+                if self.started is None:
+                    self.started = client.server_time()  # this thread's own response
+                yield page
+        return stream
+
+    def take(self, page: Records) -> Optional[pa.Table]:
+        """The page's events the warehouse does not hold, as Arrow; notes their sessions
+        and persons on the project."""
+        new = [e for e in page if e["id"] not in self.known] if self.known else page
+        if not new:
+            return None
+        project = self.project
+        assert project.sessions is not None and project.persons is not None
+        table = _event_table(new, project.id)
+        project.sessions.update(pc.unique(table["session_id"]).to_pylist())
+        project.persons.update(pc.unique(table["distinct_id"]).to_pylist())
+        oldest = pc.min(table["timestamp"]).as_py()
+        if project.oldest_new is None or oldest < project.oldest_new:
+            project.oldest_new = oldest
+        return table
 
 
 @dlt.source(name=SOURCE)
@@ -98,7 +143,7 @@ def sessionvision_source(
         api_token: personal API token (secret).
         project_ids: projects to sync.
         start_date: ISO date; the first run loads events and sessions from it.
-        concurrency: by-id reads in flight at once.
+        concurrency: requests in flight at once: by-id reads, or projects paged together.
         http: timeouts and retry policy.
         window: `[start, end)` ISO times for a backfill: events in it are read (`date_from`,
             `date_to`) and written if not yet loaded, and their sessions and persons
@@ -129,13 +174,26 @@ def sessionvision_source(
 
     @table("events", EVENT_SCHEMA)
     def events() -> Iterator[pa.Table]:
-        for project, st in each_project():
-            with project.guard():
-                if bounds:
-                    yield from _window_events(client, project, bounds[0],
-                                              bounds[1])
-                else:
-                    yield from _events(client, project, st, start)
+        """New events of every project; projects are paged at once (`sources.fanout`)."""
+        scans = {project.id: (_plan_events(project, st, start, bounds), st)
+                 for project, st in each_project()}
+        streams = [(pid, scan.pages(client)) for pid, (scan, _) in scans.items()]
+        batches = Batches()
+        for message in fanout.interleave(streams, concurrency):
+            scan, st = scans[message.key]
+            if isinstance(message, fanout.Page):
+                batch = batches.add(scan.take(message.items))
+                if batch is not None:
+                    yield batch
+            elif message.error is not None:
+                scan.project.fail(message.error)
+            elif not bounds:
+                checkpoint.advance(st, "checked_at", format_ms(scan.started or
+                                                               client.server_time()),
+                                   wrote=bool(scan.project.sessions))
+        last = batches.flush()
+        if last is not None:
+            yield last
 
     @table("sessions", SESSION_SCHEMA)
     def sessions() -> Iterator[pa.Table]:
@@ -178,49 +236,23 @@ def sessionvision_source(
             action_definitions]
 
 
-def _events(client: ApiClient, project: _Project, st: Dict[str, Any],
-            start: datetime) -> Iterator[pa.Table]:
-    """New events since the previous run's start less the 48-hour visibility delay."""
-    since = st.get("checked_at")
-    date_from = start
-    if since is not None:
-        lookback = timedelta(hours=MAX_DELAY_HOURS, seconds=CLOCK_MARGIN_SECONDS)
-        date_from = max(start, parse_ts(since) - lookback)
-    started: List[datetime] = []
-    yield from _new_events(client, project, date_from, None, started)
-    st["checked_at"] = format_ms(started[0] if started else client.server_time())
-
-
-def _window_events(client: ApiClient, project: _Project, lo: datetime,
-                   hi: datetime) -> Iterator[pa.Table]:
-    """A backfill window's events not yet loaded; no state is read or written."""
-    project.windowed = True
-    yield from _new_events(client, project, lo, hi, [])
-
-
-def _new_events(client: ApiClient, project: _Project, lo: datetime, hi: Optional[datetime],
-                started: List[datetime]) -> Iterator[pa.Table]:
-    """Events in `[lo, hi)` the warehouse does not hold; notes their sessions and persons.
-
-    `started` receives the server time of the first page, which is earlier than every read.
-    """
+def _plan_events(project: _Project, st: Dict[str, Any], start: datetime,
+                 bounds: Optional[List[datetime]]) -> _EventScan:
+    """Which events of a project this run reads: a backfill window, or everything since the
+    previous run's start less the 48-hour visibility delay (since `start_date` at first)."""
+    project.sessions, project.persons = set(), set()
+    if bounds:
+        project.windowed = True
+        lo, hi = bounds[0], bounds[1]
+    else:
+        since, lo, hi = st.get("checked_at"), start, None
+        if since is not None:
+            lookback = timedelta(hours=MAX_DELAY_HOURS, seconds=CLOCK_MARGIN_SECONDS)
+            lo = max(start, parse_ts(since) - lookback)
     until = f" AND timestamp < {sql_timestamp(hi)}" if hi else ""
     known = loaded_ids("events", f"project_id = {sql_literal(project.id)} AND "
                                  f"timestamp >= {sql_timestamp(lo)}{until}")
-    project.sessions, project.persons = set(), set()
-    params = {"date_from": format_ms(lo), **({"date_to": format_ms(hi)} if hi else {})}
-    for page in NextCursorPaginator(client, f"{project.path}/events", params).pages():
-        if not started:
-            started.append(client.server_time())
-        new = [e for e in page if e["id"] not in known]
-        if new:
-            project.sessions.update(e["session_id"] for e in new)
-            project.persons.update(e["distinct_id"] for e in new)
-            table = _event_table(new, project.id)
-            oldest = pc.min(table["timestamp"]).as_py()
-            if project.oldest_new is None or oldest < project.oldest_new:
-                project.oldest_new = oldest
-            yield table
+    return _EventScan(project, lo, hi, known)
 
 
 def _event_table(events: Records, project_id: str) -> pa.Table:
@@ -231,12 +263,23 @@ def _event_table(events: Records, project_id: str) -> pa.Table:
         "event": [e["event"] for e in events],
         "distinct_id": [e["distinct_id"] for e in events],
         "session_id": [e["session_id"] for e in events],
-        "timestamp": _times([e["timestamp"] for e in events]),
+        "timestamp": arrow_times([e["timestamp"] for e in events]),
     }
+    properties = [e.get("properties") or {} for e in events]
     for key, column in PROMOTED.items():
-        columns[column] = [_text((e.get("properties") or {}).get(key)) for e in events]
-    columns["properties"] = [orjson.dumps(e.get("properties") or {}).decode() for e in events]
+        columns[column] = _text_column([p.get(key) for p in properties])
+    columns["properties"] = pa.array([orjson.dumps(p) for p in properties],
+                                     pa.binary()).cast(pa.string())
     return pa.table(columns, schema=EVENT_SCHEMA)
+
+
+def _text_column(values: List[Any]) -> pa.Array:
+    """Values for a text column: strings as they are, anything else as JSON (one fast
+    pass when all are strings or null, as they nearly always are)."""
+    try:
+        return pa.array(values, pa.string())
+    except (pa.ArrowTypeError, pa.ArrowInvalid):
+        return pa.array([_text(v) for v in values], pa.string())
 
 
 def _changed_by_event(client: ApiClient, project: _Project, st: Dict[str, Any], kind: str,
@@ -304,18 +347,12 @@ def _table(records: Records, project_id: str, schema: pa.Schema) -> pa.Table:
         if f.name == "project_id":
             columns[f.name] = [project_id] * len(records)
         elif pa.types.is_timestamp(f.type):
-            columns[f.name] = _times([r.get(f.name) for r in records])
+            columns[f.name] = arrow_times([r.get(f.name) for r in records])
         elif f.type == pa.string():
             columns[f.name] = [_text(r.get(f.name)) for r in records]
         else:
             columns[f.name] = [r.get(f.name) for r in records]
     return pa.table(columns, schema=schema)
-
-
-def _times(values: List[Optional[str]]) -> pa.Array:
-    """ISO 8601 texts with `Z` as UTC microsecond timestamps."""
-    return pc.cast(pa.array(values, pa.string()), pa.timestamp("ms", tz="UTC")).cast(
-        pa.timestamp("us", tz="UTC"))
 
 
 def _text(value: Any) -> Optional[str]:

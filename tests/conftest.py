@@ -75,6 +75,12 @@ def table_rows(table: str, destination: str = "duckdb") -> Dict[str, Dict[str, A
     return {r["id"]: r for r in rows}
 
 
+def load_count(source: str) -> int:
+    """Load packages dlt has committed to the DuckDB warehouse for `source`."""
+    with connect("duckdb", resolve_location("duckdb", None)) as con:
+        return int(con.execute(f"SELECT count(*) FROM {source}._dlt_loads").fetchall()[0][0])
+
+
 def loaded_sessions(destination: str = "duckdb") -> Dict[str, Dict[str, Any]]:
     """Every row of mobilenext.sessions in the warehouse, by id."""
     return table_rows("mobilenext.sessions", destination)

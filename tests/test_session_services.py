@@ -22,7 +22,7 @@ from sandbox.session_services import (
     token_for,
 )
 from sources.http import ApiClient, ApiError, BearerAuth, HttpConfig
-from tests.conftest import isolate, table_rows
+from tests.conftest import isolate, load_count, table_rows
 from tests.test_mobilenext_failures import run_cli
 
 A, B = list(TENANTS)
@@ -142,8 +142,10 @@ def test_noop_sync_stays_within_the_documented_request_bound(
         session_services: SessionServicesApi) -> None:
     assert sync_source("session_services").ok
     session_services.reset_stats()
+    loads = load_count("session_services")
     result = sync_source("session_services")
     assert result.ok and result.rows == {}
+    assert load_count("session_services") == loads  # no load package, not even state-only
     now = session_services.now_ms
     bound = 0
     for t in TENANTS:

@@ -24,7 +24,7 @@ from sandbox.sessionvision import (
     SessionVisionApi,
 )
 from sources.http import ApiClient, ApiError, BearerAuth, HttpConfig
-from tests.conftest import isolate
+from tests.conftest import isolate, load_count
 from tests.test_mobilenext_failures import run_cli
 
 DAY_S = 86_400
@@ -140,8 +140,10 @@ def test_late_events_sessions_persons_and_definitions_stay_current(
 def test_noop_sync_is_bounded_and_loads_no_duplicates(sessionvision: SessionVisionApi) -> None:
     assert sync_source("sessionvision").ok
     sessionvision.reset_stats()
+    loads = load_count("sessionvision")
     result = sync_source("sessionvision")
     assert result.ok, result.error
+    assert load_count("sessionvision") == loads  # no load package, not even a state-only one
     assert "events" not in result.rows and "sessions" not in result.rows
     assert "persons" not in result.rows
     now = sessionvision.now_ms

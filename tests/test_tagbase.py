@@ -15,7 +15,7 @@ from pipelines.warehouse import connect, resolve_location
 from sandbox.core import Served, parse_iso_ms
 from sandbox.serve import START
 from sandbox.tagbase import DEMO_KEY, TagbaseApi
-from tests.conftest import isolate, table_rows
+from tests.conftest import isolate, load_count, table_rows
 from tests.test_mobilenext_failures import run_cli
 
 HOUR_S, DAY_S = 3600, 86_400
@@ -139,8 +139,10 @@ def test_incremental_sync_rereads_only_what_could_change(tagbase: TagbaseApi) ->
 def test_second_run_with_nothing_new_reads_only_open_ids(tagbase: TagbaseApi) -> None:
     assert sync_source("tagbase").ok
     tagbase.reset_stats()
+    loads = load_count("tagbase")
     result = sync_source("tagbase")
     assert result.ok and "verifications" not in result.rows
+    assert load_count("tagbase") == loads  # re-read rows that did not change are not written
     unconfigured = {t for t, r in loaded("tags").items()
                     if r["found"] and r["status"] != "configured"}
     assert set(requested(tagbase, "tags")) == unconfigured

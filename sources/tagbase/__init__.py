@@ -28,7 +28,7 @@ from dlt.sources import DltResource
 
 from sources.hints import MERGE
 from sources.http import ApiClient, HttpConfig, SyncError
-from sources.loaded import loaded_ids, sql_timestamp
+from sources.loaded import loaded_ids, read_loaded, sql_timestamp
 from sources.tagbase.client import SOURCE, fetch_by_id, make_client
 from sources.tagbase.log import new_chunks, parse_verification
 from sources.tagbase.settings import (
@@ -109,21 +109,24 @@ def tagbase_source(
 
     @dlt.resource(primary_key="id", write_disposition=MERGE, columns=SESSION_SCHEMA)
     def sessions() -> Iterator[pa.Table]:
-        due = loaded_ids("sessions", _OPEN)
+        still_open = _loaded_rows("sessions", SESSION_SCHEMA, _OPEN)
+        due = set(still_open)
         if run.sessions:
             assert run.oldest is not None
             since = run.oldest - timedelta(hours=REFERENCE_LOOKBACK_HOURS)
             settled = loaded_ids("sessions",
                                  f"fetched_at >= {sql_timestamp(since)} AND NOT ({_OPEN})")
             due |= run.sessions - settled
-        yield from _fetch(client, "sessions", due, concurrency, _session_row, SESSION_SCHEMA)
+        yield from _fetch(client, "sessions", due, concurrency, _session_row, SESSION_SCHEMA,
+                          still_open)
 
     @dlt.resource(primary_key="id", write_disposition=MERGE, columns=TAG_SCHEMA)
     def tags() -> Iterator[pa.Table]:
-        due = loaded_ids("tags", "found AND status <> 'configured'")
+        unconfigured = _loaded_rows("tags", TAG_SCHEMA, "found AND status <> 'configured'")
+        due = set(unconfigured)
         if run.tags:
             due |= run.tags - loaded_ids("tags", "NOT found OR status = 'configured'")
-        yield from _fetch(client, "tags", due, concurrency, _tag_row, TAG_SCHEMA)
+        yield from _fetch(client, "tags", due, concurrency, _tag_row, TAG_SCHEMA, unconfigured)
 
     return [verifications, rejected_log_lines, sessions, tags]
 
@@ -136,16 +139,32 @@ def _note_references(run: _Run, rows: List[Dict[str, Any]]) -> None:
             run.oldest = row["inserted_at"]
 
 
-def _fetch(client: ApiClient, kind: str, ids: Set[str], concurrency: int,
-           to_row: Any, schema: pa.Schema, batch: int = 5000) -> Iterator[pa.Table]:
-    """Read `ids` and yield their rows in batches, each stamped with the server's time."""
+def _loaded_rows(kind: str, schema: pa.Schema, where: str) -> Dict[str, Dict[str, Any]]:
+    """Loaded rows matching `where`, by id: the re-reads of this run, to compare with."""
+    table = read_loaded(kind, schema.names, where)
+    return {r["id"]: r for r in table.to_pylist()} if table is not None else {}
+
+
+def _fetch(client: ApiClient, kind: str, ids: Set[str], concurrency: int, to_row: Any,
+           schema: pa.Schema, loaded: Dict[str, Dict[str, Any]],
+           batch: int = 5000) -> Iterator[pa.Table]:
+    """Read `ids` and yield their rows in batches, each stamped with the server's time.
+
+    A re-read row equal to its `loaded` row is left out (so a quiet run writes nothing),
+    unless this read settles a session: then its new `fetched_at` is what records that.
+    """
     rows: List[Dict[str, Any]] = []
     fetched_at: Optional[datetime] = None
+    settle = timedelta(minutes=SESSION_WINDOW_MINUTES)
     for rid, data in fetch_by_id(client, kind, sorted(ids), concurrency):
         if fetched_at is None:  # the first read is done alone, before the others start
             fetched_at = client.server_time()
-        rows.append(dict(to_row(rid, data), id=rid, found=data is not None,
-                         fetched_at=fetched_at))
+        row = dict(to_row(rid, data), id=rid, found=data is not None, fetched_at=fetched_at)
+        old = loaded.get(rid)
+        if old is not None and all(row[k] == old[k] for k in row if k != "fetched_at") and not (
+                kind == "sessions" and row["found"] and fetched_at >= row["inserted_at"] + settle):
+            continue
+        rows.append(row)
         if len(rows) >= batch:
             yield pa.Table.from_pylist(rows, schema)
             rows = []

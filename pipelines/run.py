@@ -151,5 +151,10 @@ def one_line_error(source: str, exc: BaseException) -> str:
     root = chain[-1]
     step = next((e.step for e in chain if isinstance(e, PipelineStepFailed)), None)
     where = f" during {step}" if step else ""
-    text = " ".join(str(root).split())[:300]
-    return f"{source}: failed{where}: {type(root).__name__}: {text}"
+    text = " ".join(str(root).split())
+    if "Out of Memory Error" in text:  # DuckDB hit its configured limit; nothing was lost
+        return (f"{source}: failed{where}: DuckDB ran out of its memory limit; raise "
+                "memory_limit under [destination.duckdb.credentials] in .dlt/config.toml "
+                "(or DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG) and run again: the "
+                "pending load is finished first")
+    return f"{source}: failed{where}: {type(root).__name__}: {text[:300]}"

@@ -15,7 +15,6 @@ from typing import Any, Dict, List, Optional
 
 import duckdb
 import pyarrow as pa
-from deltalake import write_deltalake
 
 from pipelines.registry import HIGH_WATER
 from pipelines.warehouse import connect
@@ -104,6 +103,8 @@ def write(rows: List[Dict[str, Any]], source: str, destination: str, location: P
                             "SELECT * FROM runs LIMIT 0")
                 con.execute(f"INSERT INTO {DATASET}.{TABLE} BY NAME SELECT * FROM runs")
         else:
+            from deltalake import write_deltalake  # only the file warehouse needs it
+
             write_deltalake(str(location / DATASET / TABLE), runs, mode="append")
     except Exception as exc:  # the sync's own outcome stands  # noqa: BLE001
         log.warning("%s: could not write the run log: %s", source, " ".join(str(exc).split())[:200])

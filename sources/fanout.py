@@ -62,7 +62,8 @@ def interleave(streams: Sequence[Tuple[K, Callable[[], Iterable[T]]]], workers: 
     """
     if not streams:
         return
-    inbox: queue.Queue = queue.Queue(maxsize=max(1, depth) * max(1, workers))
+    threads = max(1, min(workers, len(streams)))
+    inbox: queue.Queue = queue.Queue(maxsize=max(1, depth) * threads)
     stop = threading.Event()
 
     def put(message: Any) -> None:
@@ -97,8 +98,7 @@ def interleave(streams: Sequence[Tuple[K, Callable[[], Iterable[T]]]], workers: 
         except _Stopped:
             pass
 
-    pool = ThreadPoolExecutor(max_workers=max(1, min(workers, len(streams))),
-                              thread_name_prefix="fanout")
+    pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="fanout")
     try:
         for key, make in streams:
             pool.submit(copy_context().run, run, key, make)

@@ -2,8 +2,9 @@
 
 It owns what every API call needs and nothing API-specific: timeouts, bounded retries with
 exponential backoff and jitter, `Retry-After` on 429, one clear error for a request that must
-not be retried, credentials kept in an auth object and redacted from every message, and
-counters (requests, retries, rate-limit waits) that the run log and the tests read.
+not be retried, credentials kept in an auth object and redacted from every message, pacing
+shared by all threads of a client (`Pace`), and counts of requests, retries and rate-limit
+waits for the run log (`sources.runstats`).
 """
 
 from __future__ import annotations
@@ -13,9 +14,8 @@ import logging
 import random
 import threading
 import time
-from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Callable, Dict, Generator, Mapping, Optional
+from typing import Any, Callable, Generator, Mapping, Optional
 
 import httpx
 import orjson
@@ -83,16 +83,6 @@ class BearerAuth(httpx.Auth):
         return "BearerAuth(***)"
 
 
-@dataclass
-class HttpStats:
-    """Counters of one client; read by the run log, the CLI and the tests."""
-
-    requests: int = 0
-    retries: int = 0
-    rate_limit_waits: int = 0
-    by_endpoint: Dict[str, int] = field(default_factory=dict)
-
-
 ErrorMessage = Callable[[Any], Optional[str]]
 """Extracts the server's message from a parsed error body, per API error format."""
 
@@ -121,7 +111,6 @@ class ApiClient:
         self.source = source
         self.config = config
         self.auth = auth
-        self.stats = HttpStats()
         self.last_date: Optional[str] = None  # of the latest response on any thread
         self._thread_date = threading.local()  # of the latest response on each thread
         self.pace = Pace(config.requests_per_second or 0.0)
@@ -169,8 +158,6 @@ class ApiClient:
         endpoint = f"GET {path}"
         attempt = 0
         while True:
-            self.stats.requests += 1
-            self.stats.by_endpoint[path] = self.stats.by_endpoint.get(path, 0) + 1
             runstats.count("requests")
             wait: Optional[float] = None
             self.pace.wait()
@@ -194,7 +181,6 @@ class ApiClient:
                 elif status in RETRY_STATUSES:
                     problem = self._message(response)
                     if status == 429:
-                        self.stats.rate_limit_waits += 1
                         runstats.count("rate_limit_waits")
                         wait = _retry_after(response.headers.get("retry-after"))
                 else:
@@ -204,7 +190,6 @@ class ApiClient:
                     self.source, endpoint, status, f"{problem} (gave up after {attempt} retries)"
                 )
             attempt += 1
-            self.stats.retries += 1
             runstats.count("retries")
             if wait is None:
                 wait = backoff_delay(attempt, self.config.backoff_base, self.config.backoff_max)

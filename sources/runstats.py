@@ -8,6 +8,7 @@ Threads started by a resource must run in a copy of its context (see `sources.by
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -17,6 +18,7 @@ import dlt
 from dlt.common.exceptions import ResourceNameNotAvailable
 
 _counts: ContextVar[Optional[Dict[str, Counter]]] = ContextVar("run_counts", default=None)
+_lock = threading.Lock()  # partitions and by-id reads count from several threads
 
 
 @contextmanager
@@ -39,4 +41,5 @@ def count(kind: str, n: int = 1) -> None:
         resource = dlt.current.resource_name()
     except ResourceNameNotAvailable:
         resource = ""
-    counts.setdefault(resource, Counter())[kind] += n
+    with _lock:
+        counts.setdefault(resource, Counter())[kind] += n

@@ -39,10 +39,11 @@ def cli_sync(source: str, env: Dict[str, str]) -> float:
 def main() -> None:
     tmp = tempfile.mkdtemp()
     servers = serve_all()
-    env = dict(os.environ, **warehouse_env(tmp), **demo_env({n: s.url for n, s in servers.items()}),
-               RUNTIME__LOG_LEVEL="WARNING")
+    env = dict(os.environ, **warehouse_env(tmp),
+               **demo_env({n: s.url for n, s in servers.items()}), RUNTIME__LOG_LEVEL="WARNING")
     warehouse = env["SESSIONSYNC__WAREHOUSE"]
-    print(f"{'source':<18}{'first s':>8}{'no-op s':>9}{'requests':>10}{'packages':>10}  requests by path")
+    print(f"{'source':<18}{'first s':>8}{'no-op s':>9}{'requests':>10}{'packages':>10}"
+          "  requests by path")
     try:
         for source, served in servers.items():
             first = cli_sync(source, env)

@@ -206,7 +206,7 @@ def test_a_load_that_carries_a_record_twice_keeps_one_row(
     from sources.batches import Batches
 
     class Twice(Batches):
-        def flush(self) -> "pa.Table | None":
+        def flush(self) -> pa.Table | None:
             batch = super().flush()
             return None if batch is None else pa.concat_tables([batch, batch])
 

@@ -18,6 +18,7 @@ Resources are evaluated in declaration order (`[extract] next_item_mode = "fifo"
 
 from __future__ import annotations
 
+import logging
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any, Dict, Iterator, List, Optional, Tuple
@@ -38,6 +39,7 @@ from sources.session_services.settings import (
 )
 from sources.timeutil import format_ms, parse_ts
 
+log = logging.getLogger("sessionsync")
 Records = List[Dict[str, Any]]
 TIMESTAMPS = ("created_at", "updated_at")
 
@@ -204,8 +206,7 @@ def _orders(tenant: _Tenant, st: Dict[str, Any], start: str) -> Iterator[Records
     ladder: List[List[Any]] = []
     changes: List[Tuple[str, str, str]] = []
     wrote = False
-    for records, cursor in AfterCursorPaginator(tenant.client, "/orders", "orders",
-                                                start=begin).pages():
+    for records, cursor in _order_pages(tenant, begin):
         if records:
             ladder.append([cursor, records[0]["createdAt"]])
         changes.extend((r["id"], r["eventId"], r["updatedAt"]) for r in records)
@@ -220,8 +221,33 @@ def _orders(tenant: _Tenant, st: Dict[str, Any], start: str) -> Iterator[Records
     checkpoint.advance(st, "watermark", tenant.watermark(), wrote)
 
 
-def _window_start(ladder: List[List[Any]], since: Optional[str]) -> Optional[str]:
-    """The stored cursor to start from: the last page that begins before the refund window.
+def _order_pages(tenant: _Tenant, begin: Optional[List[Any]]
+                 ) -> Iterator[Tuple[Records, Optional[str]]]:
+    """Orders pages from the stored ladder entry `begin` ([cursor, first createdAt of its
+    page]), or from the first page.
+
+    The page at a stored cursor must still begin with the order it began with. Orders are
+    listed by ascending, time-ordered id, so it does unless the answer is stale, for example
+    a cache or a repeated response. A stale page ending the list (`after: null`) would end
+    the scan early and silently skip every later order. The chaos soak found exactly that
+    (seed 8048). So a page that does not match is not trusted: the scan starts over from the
+    first page, which reads more and loses nothing.
+    """
+    if begin is not None and begin[0] is not None:
+        pages = AfterCursorPaginator(tenant.client, "/orders", "orders", start=begin[0]).pages()
+        first = next(pages, None)
+        if first is not None and first[0] and first[0][0].get("createdAt") == begin[1]:
+            yield first
+            yield from pages
+            return
+        pages.close()
+        log.warning("%s: the orders page at a stored cursor changed; reading from the start",
+                    tenant.client.source)
+    yield from AfterCursorPaginator(tenant.client, "/orders", "orders").pages()
+
+
+def _window_start(ladder: List[List[Any]], since: Optional[str]) -> Optional[List[Any]]:
+    """The ladder entry to start from: the last page that begins before the refund window.
 
     Every order before that page is older than the window and can no longer change. The
     window is measured back from the previous run's start (`since`), which is earlier than
@@ -230,10 +256,10 @@ def _window_start(ladder: List[List[Any]], since: Optional[str]) -> Optional[str
     if since is None:
         return None
     cutoff = format_ms(parse_ts(since) - timedelta(days=MUTABLE_DAYS))
-    begin: Optional[str] = None
-    for cursor, first_created in ladder:
-        if first_created <= cutoff:
-            begin = cursor
+    begin: Optional[List[Any]] = None
+    for entry in ladder:
+        if entry[1] <= cutoff:
+            begin = entry
     return begin
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, Generator, List, Optional, Tuple
 
 from sources.http import ApiClient, BearerAuth, HttpConfig, PaginationError
 from sources.paging import Paginator
@@ -42,7 +42,7 @@ class AfterCursorPaginator(Paginator):
         self.params = {"limit": MAX_PAGE_SIZE, **(params or {})}
         self.start = start
 
-    def pages(self) -> Iterator[Tuple[List[Dict[str, Any]], Optional[str]]]:
+    def pages(self) -> Generator[Tuple[List[Dict[str, Any]], Optional[str]], None, None]:
         cursor = self.start
         while True:
             params = dict(self.params, **({"after": cursor} if cursor else {}))

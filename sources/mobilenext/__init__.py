@@ -180,7 +180,7 @@ class _OrgScan:
         open_ = [ms for s, ms in zip(sessions, created, strict=True) if s["releasedAt"] is None]
         if open_ and (self.open_from is None or min(open_) < self.open_from):
             self.open_from = min(open_)
-        table = _sessions_table(sessions)
+        table = _sessions_table(sessions, created)
         if self.known:
             released = table.column("released_at").cast(pa.int64()).to_pylist()
             missing = object()
@@ -237,8 +237,9 @@ def _loaded_sessions(org_id: str, since: datetime,
     return dict(zip(table.column("id").to_pylist(), released.to_pylist(), strict=True))
 
 
-def _sessions_table(sessions: List[Dict[str, Any]]) -> pa.Table:
-    """API session objects as an Arrow table (device flattened, timestamps typed)."""
+def _sessions_table(sessions: List[Dict[str, Any]], created: List[int]) -> pa.Table:
+    """API session objects as an Arrow table (device flattened, timestamps typed); `created`
+    is their `createdAt` in epoch ms, already parsed by the paginator."""
     device = [s["device"] for s in sessions]
     return pa.table({
         "id": [s["id"] for s in sessions],
@@ -249,7 +250,8 @@ def _sessions_table(sessions: List[Dict[str, Any]]) -> pa.Table:
         "device__type": [d["type"] for d in device],
         "device__name": [d["name"] for d in device],
         "device__os_version": [d["osVersion"] for d in device],
-        "created_at": arrow_times([s["createdAt"] for s in sessions]),
+        "created_at": pa.array(created, pa.int64()).cast(pa.timestamp("ms", tz="UTC")).cast(
+            SESSION_SCHEMA.field("created_at").type),
         "released_at": arrow_times([s["releasedAt"] for s in sessions]),
         "deleted_at": pa.nulls(len(sessions), SESSION_SCHEMA.field("deleted_at").type),
     }, schema=SESSION_SCHEMA)

@@ -96,6 +96,7 @@ class Faults:
     latency_seconds: float = 0.0
     fail_next: int = 0
     rate_limit: float = 0.0
+    tick_seconds: float = 0.0
 
     def update(self, **changes: Any) -> None:
         names = {f.name for f in fields(self)}
@@ -175,6 +176,8 @@ class Api:
                 return response, action
             if action is not None and action.startswith("5"):
                 return self._server_error(int(action[:3]), action), action
+            if self.faults.tick_seconds:
+                self.advance(self.fault_rng.uniform(0, self.faults.tick_seconds))
             paging = any(k in request.query for k in ("before", "after", "cursor"))
             if action == "repeat" and paging and request.path in self._last_ok:
                 return self._last_ok[request.path], action

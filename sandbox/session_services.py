@@ -412,11 +412,12 @@ class SessionServicesApi(EventWorld):
             self.served_changes.append((tenant.id, oid))
 
     def _delete_listed(self, tenant: Tenant) -> None:
-        """Soft-delete an event the latest live events list returned."""
+        """Soft-delete the event the latest live events list returned that changed last (so a
+        sync reading changed events finds it in both lists)."""
         live = [e for e in self._listed.get(tenant.id, [])
                 if "deletedAt" not in tenant.events.by_id[e]]
         if live and self.changes_rng.random() < self.delete_between_lists:
-            eid = self.changes_rng.choice(live)
+            eid = max(live, key=lambda e: tenant.events.by_id[e]["updatedAt"])
             self._touch(tenant.events.by_id[eid], deletedAt=iso_ms(self.now_ms))
             self.deleted_between.append((tenant.id, eid))
 

@@ -140,10 +140,10 @@ def session_services_source(
                 due = {e["id"]: since for e in tenant.events()
                        if since is None or e["updatedAt"] >= since
                        or (e["status"] in ("UPCOMING", "ACTIVE") and "deletedAt" not in e)}
-                if since is not None:  # the rolling re-read: edits of events not on sale
-                    again = recheck.due_events([e["id"] for e in tenant.events()], since,
-                                               tenant.watermark(), hours)
-                    due.update({e: recheck.floor(since, hours) for e in again - due.keys()})
+                sweep = _sweep_events(tenant, st, hours)
+                if sweep is not None:  # the rolling re-read: edits of events not on sale
+                    again, floor, _ = sweep
+                    due.update({e: floor for e in again if e not in due})
                 wrote = False
                 for event_id, floor in due.items():
                     for records, _ in tenant.pages(f"/events/{event_id}/admissions",
@@ -151,6 +151,7 @@ def session_services_source(
                         rows = _changed(tenant, records, floor)
                         wrote = wrote or bool(rows)
                         yield rows
+                _store(st, sweep, tenant.watermark(), wrote)
                 checkpoint.advance(st, "watermark", tenant.watermark(), wrote)
 
     @table("tickets", ts=("scanned_at",), text=("section_id",))
@@ -158,13 +159,15 @@ def session_services_source(
         for tenant, st in each_tenant("tickets"):
             with tenant.guard():
                 wrote = False
-                for params, floor, reread in _ticket_reads(tenant, st.get("watermark"), hours):
+                reads, sweep = _ticket_reads(tenant, st, hours)
+                for params, floor, reread in reads:
                     for records, _ in tenant.pages("/tickets", "tickets", params):
                         records = [r for r in records if r["createdAt"] >= start and not (
                             reread and r["updatedAt"] == r["createdAt"])]
                         rows = _changed(tenant, records, floor)
                         wrote = wrote or bool(rows)
                         yield rows
+                _store(st, sweep, tenant.watermark(), wrote)
                 checkpoint.advance(st, "watermark", tenant.watermark(), wrote)
 
     return [orders, events, venues, admissions, tickets]
@@ -325,8 +328,27 @@ def _thin(ladder: List[List[Any]]) -> List[List[Any]]:
     return ladder[::step]
 
 
-def _ticket_reads(tenant: _Tenant, since: Optional[str], hours: float
-                  ) -> List[Tuple[Dict[str, str], Optional[str], bool]]:
+def _sweep_events(tenant: _Tenant, st: Dict[str, Any], hours: float
+                  ) -> Optional[Tuple[List[str], Optional[str], Dict[str, Any]]]:
+    """This run's share of the rolling re-read of events (`recheck.sweep_events`), or None on
+    a first run (which reads every event)."""
+    if st.get("watermark") is None:
+        return None
+    return recheck.sweep_events([e["id"] for e in tenant.events()], st.get("recheck"),
+                                tenant.watermark(), hours)
+
+
+def _store(st: Dict[str, Any], sweep: Optional[Tuple[Any, Any, Dict[str, Any]]], now: str,
+           wrote: bool) -> None:
+    """Keep the events sweep state (a first run starts the first cycle now)."""
+    recheck.store(st, sweep[2] if sweep else recheck.new_cycle(now, now, None), now, wrote)
+
+
+Read = Tuple[Dict[str, str], Optional[str], bool]  # query, emit from updatedAt, re-read
+
+
+def _ticket_reads(tenant: _Tenant, st: Dict[str, Any], hours: float
+                  ) -> Tuple[List[Read], Optional[Tuple[Any, Any, Dict[str, Any]]]]:
     """The `/tickets` queries that cover every ticket that may have changed since `since`,
     each with the `updatedAt` it emits from and whether it is a re-read.
 
@@ -334,14 +356,15 @@ def _ticket_reads(tenant: _Tenant, since: Optional[str], hours: float
     been open since `since` (or closed less than SCAN_GRACE_HOURS before: late check-outs),
     and, for orders changed since then (new tickets, cancellations on refund), each order's
     tickets, or its event's when the event has more than ORDER_READS_PER_EVENT changed
-    orders. The other events whose slot in the rolling re-read is due are read again for
-    scans outside those windows; a re-read emits from the time the previous one may have
-    read (`recheck.floor`), or from the end of the grace after the event's window, when
-    its last whole read came later.
+    orders. The other events due in the rolling re-read are read again for scans outside
+    those windows; a re-read emits from the previous cycle's start, or from the end of the
+    grace after the event's window when its last whole read came later. Returns the reads
+    and the events sweep state to store.
     """
     events = tenant.events()
+    since = st.get("watermark")
     if since is None:
-        return [({"eventId": e["id"]}, None, False) for e in events]
+        return [({"eventId": e["id"]}, None, False) for e in events], None
     if tenant.order_changes is None:  # `orders` not selected this run: read its window
         for _ in _orders(tenant, dict(dlt.current.resource_state("orders").get(
                 "tenants", {}).get(tenant.id, {})), start="", hours=hours):
@@ -357,11 +380,17 @@ def _ticket_reads(tenant: _Tenant, since: Optional[str], hours: float
     whole |= {e for e, orders in changed.items() if len(orders) > ORDER_READS_PER_EVENT}
     reads: List[Tuple[Dict[str, str], Optional[str], bool]] = [
         ({"eventId": e}, since, False) for e in sorted(whole)]
-    floor = recheck.floor(since, hours)
-    again = recheck.due_events(ends, since, tenant.watermark(), hours) - whole
+    sweep = _sweep_events(tenant, st, hours)
+    assert sweep is not None
+    due, floor, _ = sweep
+    again = set(due) - whole
     reads += [({"orderId": o}, since, False) for e, orders in sorted(changed.items())
               if e not in whole | again for o in orders]
     # a re-read of an event with changed orders keeps their new tickets (each ticket once)
-    reads += [({"eventId": e}, max(floor, ends[e]) if ends[e] < since else floor,
+    reads += [({"eventId": e}, _later(floor, ends[e]) if ends[e] < since else floor,
                e not in changed) for e in sorted(again)]
-    return reads
+    return reads, sweep
+
+
+def _later(a: Optional[str], b: str) -> str:
+    return b if a is None else max(a, b)

@@ -10,24 +10,23 @@ the time since the last run (constant for a fixed schedule):
   (a "cycle") starts at the first page; after a share `elapsed / recheck_hours` of the cycle it
   has read up to the same share of the creation-time span between the first order and the
   window, so it reaches the window (and starts over) `recheck_hours` after it began.
-- **Tickets and admissions of events** not read whole this run: each event has a fixed slot
-  in the cycle (a hash of its id), and a run re-reads the events whose slot time fell between
-  the previous run's start (the watermark) and this run's. No state is needed.
+- **Tickets and admissions of events** not read whole this run are swept the same way, in
+  ascending event id: after a share x of the cycle, the first x of the tenant's events.
 
-A re-read emits only what changed since the previous re-read of the same records could have
-read them, and only changes the regular reads cannot see, so one that finds nothing writes
-nothing.
+A cycle's re-read emits what changed since the previous cycle began (every record it covers
+was read after then), and only changes the regular reads cannot see, so one that finds
+nothing changed writes nothing. `recheck_hours` may change between runs: the emission floor
+comes from the cycles actually run, never from the setting.
 """
 
 from __future__ import annotations
 
-import hashlib
 from datetime import UTC, datetime, timedelta
-from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Iterable, Iterator, List, Optional, Tuple
 
 from sources.checkpoint import MAX_AGE
 from sources.session_services.settings import MUTABLE_DAYS
-from sources.timeutil import format_ms, parse_ts
+from sources.timeutil import parse_ts
 
 Records = List[Dict[str, Any]]
 Pages = Callable[[Optional[List[Any]]], Iterator[Tuple[Records, Optional[str]]]]
@@ -77,17 +76,24 @@ def sweep_orders(pages: Pages, rc: Dict[str, Any], window: List[Any], now: str, 
             return  # the sweep is ahead of its schedule
     floor = rc.get("prev") or ""
     state = dict(rc)
-    for records, cursor in pages(rc.get("at")):
+    stored = None if hours <= 0 else rc.get("at")
+    whole: Optional[bool] = None  # whether this run read the cycle from the first page
+    for records, cursor in pages(stored):
         if not records:
             break
+        # the stored page again: its rows were loaded with the state that names it
+        again = whole is None and [cursor, records[0]["createdAt"]] == stored
+        if whole is None:  # (a skipped page was not re-checked: the cycle is not whole)
+            whole = cursor is None and not again
         if state.get("origin") is None:
             state["origin"] = records[0]["createdAt"]
-        rows = [r for r in records if keep(r) and r["updatedAt"] >= floor and _late(r)]
+        rows = [] if again else [r for r in records
+                                 if keep(r) and r["updatedAt"] >= floor and _late(r)]
         last = records[-1]["createdAt"]
         state = dict(state, at=[cursor, records[0]["createdAt"]], pos=last)
         span = parse_ts(end) - parse_ts(state["origin"])
         if last >= end:
-            state = new_cycle(now, rc["cycle"], state["origin"])
+            state = new_cycle(now, now if whole else rc["cycle"], state["origin"])
             yield records, rows, state
             return
         yield records, rows, state
@@ -117,27 +123,31 @@ def _late(order: Dict[str, Any]) -> bool:
                                             + timedelta(days=MUTABLE_DAYS))
 
 
-def _slot(event_id: str) -> float:
-    """An event's fixed place in the cycle, in [0, 1)."""
-    return int(hashlib.sha256(event_id.encode()).hexdigest()[:8], 16) / 16 ** 8
+def sweep_events(event_ids: Iterable[str], rc: Optional[Dict[str, Any]], now: str,
+                 hours: float) -> Tuple[List[str], Optional[str], Dict[str, Any]]:
+    """The events due for a re-read this run, in ascending id (creation) order.
 
+    Args:
+        event_ids: every event of the tenant, live and soft-deleted.
+        rc: the sweep state (`new_cycle`; `pos` is the last event id re-read this cycle), or
+            None when there is none yet (it starts now; the previous read time is unknown).
+        now: this run's start (less the margin), on the server's clock.
+        hours: the cycle length; 0 re-reads every event now.
 
-def due_events(event_ids: Iterable[str], since: str, started: str, hours: float) -> Set[str]:
-    """The events whose slot time (slot + k cycles after the epoch) is in (since, started]."""
-    ids = list(event_ids)
-    span = parse_ts(started) - parse_ts(since)
-    if hours <= 0 or span >= timedelta(hours=hours):
-        return set(ids)
-    cycle = timedelta(hours=hours)
-    due = set()
-    for eid in ids:
-        offset = cycle * _slot(eid)
-        k = (parse_ts(started) - _EPOCH - offset) // cycle
-        if _EPOCH + offset + cycle * k > parse_ts(since):
-            due.add(eid)
-    return due
-
-
-def floor(since: str, hours: float) -> str:
-    """What a re-read of an event emits from: the previous re-read of it began after then."""
-    return format_ms(parse_ts(since) - timedelta(hours=max(0.0, hours)))
+    Returns:
+        `(due, floor, state)`: the events to re-read, the `updatedAt` the re-read emits from
+        (the previous cycle's start, when every event was last read at the latest; None:
+        unknown), and the sweep state to store once the rows are loaded.
+    """
+    ids = sorted(event_ids)
+    rc = rc or new_cycle(now, None, None)
+    pos = rc.get("pos")
+    done = 0 if pos is None or hours <= 0 else sum(1 for e in ids if e <= pos)
+    share = _share(hours, parse_ts(rc["cycle"]), parse_ts(now))
+    upto = len(ids) if share >= 1 else int(share * len(ids))
+    due = ids[done:upto]
+    if upto >= len(ids):  # the cycle is complete; all read this run: they are fresh as of now
+        state = new_cycle(now, now if done == 0 else rc["cycle"], None)
+    else:
+        state = dict(rc, pos=due[-1]) if due else dict(rc)
+    return due, rc.get("prev"), state

@@ -14,7 +14,8 @@ began, read before any of its reads, less a margin):
   since then (new tickets, refund cancellations).
 - the rolling re-read (`recheck.py`): a slice of the older orders pages and of the other
   events' tickets and admissions each run, so changes nothing signals (a dispute after the
-  refund window, a scan outside the entry window) arrive within 2 x `recheck_hours`.
+  refund window, a scan outside the entry window) arrive within
+  2 x (`recheck_hours` + the time between runs + 1 hour); see the README's freshness table.
 
 Resources are evaluated in declaration order (`[extract] next_item_mode = "fifo"`), so
 `tickets` reuses what `orders` and `events` read in the same run instead of reading it again.
@@ -67,8 +68,8 @@ def session_services_source(
         http: timeouts and retry policy.
         recheck_hours: the rolling re-read covers every older order and every event's
             tickets once in this many hours (0: all of them every run). A change nothing
-            signals reaches the warehouse within twice this; each run reads this share of
-            them: (time since the last run) / recheck_hours.
+            signals reaches the warehouse within 2 x (this + the time between runs + 1 h);
+            each run reads the share (time since the last run) / recheck_hours of them.
     """
     if not isinstance(tenant_tokens, dict) or not tenant_tokens:
         raise SyncError(f"{SOURCE}: tenant_tokens must be a JSON object of tenant id -> token")

@@ -361,3 +361,12 @@ def test_full_recheck_that_finds_nothing_writes_nothing(
     events = sum(len(api.tenants[t].events.ids) for t in TENANTS)
     assert api.count("/orders") >= pages, "not every orders page was read again"
     assert api.count("/tickets") >= events, "not every event's tickets were read again"
+
+
+def test_negative_recheck_hours_is_named(session_services: SessionServicesApi,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCES__SESSION_SERVICES__RECHECK_HOURS", "-1")
+    result = sync_source("session_services")
+    assert not result.ok and "recheck_hours" in (result.error or "")
+    assert len((result.error or "").splitlines()) == 1
+    assert not session_services.requests, "nothing is read with a bad setting"

@@ -144,7 +144,7 @@ def session_services_source(
                 sweep = _sweep_events(tenant, st, hours)
                 if sweep is not None:  # the rolling re-read: edits of events not on sale
                     again, floor, _ = sweep
-                    due.update({e: floor for e in again if e not in due})
+                    due.update({e: _earlier(floor, due.get(e, floor)) for e in again})
                 wrote = False
                 for event_id, floor in due.items():
                     for records, _ in tenant.pages(f"/events/{event_id}/admissions",
@@ -379,11 +379,12 @@ def _ticket_reads(tenant: _Tenant, st: Dict[str, Any], hours: float
         if updated >= since and event_id not in whole:
             changed.setdefault(event_id, []).append(order_id)
     whole |= {e for e, orders in changed.items() if len(orders) > ORDER_READS_PER_EVENT}
-    reads: List[Tuple[Dict[str, str], Optional[str], bool]] = [
-        ({"eventId": e}, since, False) for e in sorted(whole)]
     sweep = _sweep_events(tenant, st, hours)
     assert sweep is not None
     due, floor, _ = sweep
+    # an event read whole and due for its re-read emits from the re-read's floor
+    reads: List[Read] = [({"eventId": e}, _earlier(floor, since) if e in due else since, False)
+                         for e in sorted(whole)]
     again = set(due) - whole
     reads += [({"orderId": o}, since, False) for e, orders in sorted(changed.items())
               if e not in whole | again for o in orders]
@@ -395,3 +396,8 @@ def _ticket_reads(tenant: _Tenant, st: Dict[str, Any], hours: float
 
 def _later(a: Optional[str], b: str) -> str:
     return b if a is None else max(a, b)
+
+
+def _earlier(a: Optional[str], b: Optional[str]) -> Optional[str]:
+    """The earlier of two emission floors (None, emit everything, is the earliest)."""
+    return None if a is None or b is None else min(a, b)

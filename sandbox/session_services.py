@@ -4,6 +4,19 @@ A discrete-event world per tenant: events go on sale and take place, orders move
 PENDING -> PROCESSING -> SUCCESSFUL or ABANDONED (and are re-reserved), successful orders issue
 tickets, get refunded or disputed within 60 days, tickets are scanned in and out during the
 event, events are edited and soft-deleted. Everything happens on the virtual clock.
+
+Switches for what the contract allows and the world above never does (each off by default,
+seeded by `changes_rng`, and settable at any time, e.g. by a test or a chaos round):
+
+- `served_change_rate`: the chance, per request for a next orders page, that an order the
+  same scan already received is refunded (its tickets cancelled) before the page is answered:
+  a record changing while a scan runs. With `faults.tick_seconds` the clock moves too.
+- `unsignalled_per_day`: changes per day that nothing else signals: a check-out scan of a
+  ticket of an event whose entry window has ended, or a dispute of an order older than the
+  60-day refund window. `unsignalled` lists them (tenant, kind, id).
+- `delete_between_lists`: the chance, per first page of `GET /events?deleted=true`, that an
+  event the latest live list returned is soft-deleted just before (so one read of both lists
+  sees it in each).
 """
 
 from __future__ import annotations
@@ -13,8 +26,9 @@ import bisect
 import hashlib
 import hmac
 import json
+import random
 from dataclasses import dataclass, field
-from typing import Any, Callable, Dict, Iterator, List, Optional
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import orjson
 
@@ -121,6 +135,17 @@ class SessionServicesApi(EventWorld):
         }
         self.tokens = {tid: token_for(tid) for tid in self.tenants}
         self.revoked: set = set()
+        self.changes_rng = random.Random(seed + 2)  # the switches' own, so the world stays put
+        self.served_change_rate = 0.0
+        self.unsignalled_per_day = 0.0
+        self.delete_between_lists = 0.0
+        self.served_changes: List[Tuple[str, str]] = []  # (tenant, order id) refunded mid-scan
+        self.unsignalled: List[Tuple[str, str, str]] = []  # (tenant, "scan"|"dispute", id)
+        self.deleted_between: List[Tuple[str, str]] = []  # (tenant, event id)
+        self._served: Dict[str, List[str]] = {}  # tenant -> order ids served in its latest scan
+        self._listed: Dict[str, List[str]] = {}  # tenant -> event ids of its latest live list
+        self._quiet_ms = self.now_ms  # unsignalled changes are drawn up to here
+        self._page: List[str] = []  # ids of the latest list page answered
         for tenant in self.tenants.values():
             for _ in range(3):
                 self._new_venue(tenant)
@@ -329,6 +354,73 @@ class SessionServicesApi(EventWorld):
         if ticket["status"] != "CANCELLED":
             self._touch(ticket, status=status, scannedAt=iso_ms(self.now_ms))
 
+    # -- world: changes nothing signals (switches) ---------------------------------------------
+    def after_advance(self) -> None:
+        """Draw the unsignalled changes due over the span just advanced (Poisson arrivals)."""
+        span, self._quiet_ms = self.now_ms - self._quiet_ms, self.now_ms
+        rate = self.unsignalled_per_day * span / DAY
+        rng = self.changes_rng
+        while rate > 0:
+            rate -= rng.expovariate(1.0)
+            if rate < 0:
+                break
+            tenant = self.tenants[rng.choice(sorted(self.tenants))]
+            if rng.random() < 0.5:
+                self._late_scan(tenant)
+            else:
+                self._old_dispute(tenant)
+
+    def _late_scan(self, tenant: Tenant) -> None:
+        """A check-out (or check-in) scan of a ticket whose event's entry window has ended."""
+        ended = [e for e in tenant.events.ids if tenant.tickets_of_event[e]
+                 and self._ms(tenant.events.by_id[e]["entryEndsAt"]) < self.now_ms]
+        if not ended:
+            return
+        ids = tenant.tickets_of_event[self.changes_rng.choice(ended)]
+        ticket = tenant.tickets.by_id[self.changes_rng.choice(ids)]
+        if ticket["status"] != "CANCELLED":
+            flipped = "ACTIVE" if ticket["status"] == "REDEEMED" else "REDEEMED"
+            self._touch(ticket, status=flipped, scannedAt=iso_ms(self.now_ms))
+            self.unsignalled.append((tenant.id, "scan", ticket["id"]))
+
+    def _old_dispute(self, tenant: Tenant) -> None:
+        """A dispute of a successful order created more than 60 days ago."""
+        floor, candidates = iso_ms(self.now_ms - MUTABLE_MS), []
+        for oid in tenant.orders.ids:  # ascending creation
+            order = tenant.orders.by_id[oid]
+            if order["createdAt"] >= floor:
+                break
+            if order["status"] == "SUCCESSFUL" and order["refunded"] == 0:
+                candidates.append(oid)
+        if candidates:
+            oid = self.changes_rng.choice(candidates)
+            self._touch(tenant.orders.by_id[oid], status="DISPUTED")
+            self.unsignalled.append((tenant.id, "dispute", oid))
+
+    def _change_served(self, tenant: Tenant) -> None:
+        """Refund an order this tenant's current orders scan has already received."""
+        if not self._served.get(tenant.id) or self.changes_rng.random() >= self.served_change_rate:
+            return
+        floor = self.now_ms - MUTABLE_MS
+        candidates = [o for o in self._served[tenant.id]
+                      if tenant.orders.by_id[o]["status"] == "SUCCESSFUL"
+                      and tenant.orders.by_id[o]["refunded"] == 0
+                      and self._ms(tenant.orders.by_id[o]["createdAt"]) > floor]
+        if candidates:
+            oid = self.changes_rng.choice(candidates)
+            self._on_order_refund(tenant.id, oid)
+            self.served_changes.append((tenant.id, oid))
+
+    def _delete_listed(self, tenant: Tenant) -> None:
+        """Soft-delete the event the latest live events list returned that changed last (so a
+        sync reading changed events finds it in both lists)."""
+        live = [e for e in self._listed.get(tenant.id, [])
+                if "deletedAt" not in tenant.events.by_id[e]]
+        if live and self.changes_rng.random() < self.delete_between_lists:
+            eid = max(live, key=lambda e: tenant.events.by_id[e]["updatedAt"])
+            self._touch(tenant.events.by_id[eid], deletedAt=iso_ms(self.now_ms))
+            self.deleted_between.append((tenant.id, eid))
+
     @staticmethod
     def _ms(value: str) -> int:
         from sandbox.core import parse_iso_ms
@@ -368,8 +460,14 @@ class SessionServicesApi(EventWorld):
             return self._list(request, "venues", tenant.venues, tenant.venues.ids)
         if parts == ["events"]:
             deleted = request.arg("deleted") == "true"
-            return self._list(request, "events", tenant.events, tenant.events.ids,
-                              lambda e: ("deletedAt" in e) == deleted)
+            first = request.arg("after") is None and request.arg("before") is None
+            if deleted and first and self.delete_between_lists:
+                self._delete_listed(tenant)
+            response = self._list(request, "events", tenant.events, tenant.events.ids,
+                                  lambda e: ("deletedAt" in e) == deleted)
+            if not deleted:
+                self._listed[tid] = (self._listed.get(tid, []) if not first else []) + self._page
+            return response
         if len(parts) == 2 and parts[0] == "events":
             return self._one("event", tenant.events, parts[1])
         if len(parts) == 3 and parts[0] == "events" and parts[2] == "admissions":
@@ -379,9 +477,14 @@ class SessionServicesApi(EventWorld):
                               tenant.admissions_of[parts[1]])
         if parts == ["orders"]:
             event_id, status = request.arg("eventId"), request.arg("status")
-            return self._list(request, "orders", tenant.orders, tenant.orders.ids,
-                              lambda o: (event_id is None or o["eventId"] == event_id)
-                              and (status is None or o["status"] == status))
+            first = request.arg("after") is None and request.arg("before") is None
+            if not first and self.served_change_rate:
+                self._change_served(tenant)
+            response = self._list(request, "orders", tenant.orders, tenant.orders.ids,
+                                  lambda o: (event_id is None or o["eventId"] == event_id)
+                                  and (status is None or o["status"] == status))
+            self._served[tid] = (self._served.get(tid, []) if not first else []) + self._page
+            return response
         if len(parts) == 2 and parts[0] == "orders":
             return self._one("order", tenant.orders, parts[1])
         if parts == ["tickets"]:
@@ -434,6 +537,7 @@ class SessionServicesApi(EventWorld):
             page = found[:limit]
             more_after = len(found) > limit
             more_before = bool(matches(range(edge - 1, -1, -1), 1))
+        self._page = page  # for the switches that change what a scan has already received
         body = {key: [collection.by_id[i] for i in page],
                 "before": _cursor(page[0]) if page and more_before else None,
                 "after": _cursor(page[-1]) if page and more_after else None,

@@ -34,12 +34,26 @@ TABLES = ("venues", "events", "admissions", "orders", "tickets")
 def session_services(monkeypatch: pytest.MonkeyPatch,
                      tmp_path: Path) -> Iterator[SessionServicesApi]:
     api = SessionServicesApi(parse_iso_ms(START), seed=5, orders_per_day=60, history_days=20)
+    yield from _served(api, monkeypatch, tmp_path)
+
+
+@pytest.fixture
+def session_services_90(monkeypatch: pytest.MonkeyPatch,
+                        tmp_path: Path) -> Iterator[SessionServicesApi]:
+    """90 days of orders: more than the 60-day refund window, so a run resumes at a stored
+    orders cursor and older orders exist (for disputes the window no longer reads)."""
+    api = SessionServicesApi(parse_iso_ms(START), seed=7, orders_per_day=20, history_days=90)
+    yield from _served(api, monkeypatch, tmp_path, start_date="2026-06-01")
+
+
+def _served(api: SessionServicesApi, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+            start_date: str = "2026-09-01") -> Iterator[SessionServicesApi]:
     with Served(api) as served:
         tokens = json.dumps({t: token_for(t) for t in TENANTS})
         isolate(monkeypatch, tmp_path, {
             "SOURCES__SESSION_SERVICES__BASE_URL": served.url,
             "SOURCES__SESSION_SERVICES__TENANT_TOKENS": tokens,
-            "SOURCES__SESSION_SERVICES__START_DATE": "2026-09-01",
+            "SOURCES__SESSION_SERVICES__START_DATE": start_date,
         })
         api.url = served.url  # type: ignore[attr-defined]
         yield api
@@ -147,6 +161,11 @@ def test_noop_sync_stays_within_the_documented_request_bound(
     assert result.ok and result.rows == {}
     assert load_count("session_services") == loads  # no load package, not even state-only
     now = session_services.now_ms
+
+    def scanning(event: Dict[str, Any]) -> bool:  # entry window open, or closed < 12 h ago
+        return (parse_iso_ms(event["entryStartsAt"]) <= now
+                and parse_iso_ms(event["entryEndsAt"]) >= now - 12 * 3_600_000)
+
     bound = 0
     for t in TENANTS:
         tenant = session_services.tenants[t]
@@ -155,15 +174,16 @@ def test_noop_sync_stays_within_the_documented_request_bound(
         events = list(tenant.events.by_id.values())
         live = [e for e in events if "deletedAt" not in e]
         on_sale = [e for e in live if e["status"] in ("UPCOMING", "ACTIVE")]
-        bound += (math.ceil(len(window) / 100) + 1  # orders window (+1 page: ladder granularity)
+        bound += (1  # the server's clock, read before anything else
+                  + math.ceil(len(window) / 100) + 1  # orders window (+1 page: ladder granularity)
                   + math.ceil(len(live) / 100) + 1  # events, live and soft-deleted lists
                   + math.ceil(len(tenant.venues.ids) / 100)
                   + len(on_sale)  # admissions of events on sale
                   + sum(math.ceil(len(tenant.tickets_of_event[e["id"]]) / 100) or 1
-                        for e in events if e["status"] == "ACTIVE"))  # tickets being scanned
+                        for e in events if scanning(e)))  # tickets being scanned
     assert 0 < len(session_services.requests) <= bound
     assert session_services.count("/tickets") == 0 or any(
-        e["status"] == "ACTIVE" for t in TENANTS for e in session_services.truth(t, "events"))
+        scanning(e) for t in TENANTS for e in session_services.truth(t, "events"))
 
 
 def test_token_of_another_tenant_fails_that_tenant_only(session_services: SessionServicesApi,
@@ -228,3 +248,125 @@ def test_limit_validation_is_a_clear_error(session_services: SessionServicesApi)
             client.get_json("/orders", params={"limit": 101})
     assert err.value.status == 422 and "limit" in str(err.value)
     assert len(session_services.requests) == 1, "a 422 must not be retried"
+
+
+# -- issue 13: an API that does what the contract allows -------------------------------------
+
+def test_order_refunded_during_its_own_scan_is_refunded_after_the_next_sync(
+        session_services: SessionServicesApi) -> None:
+    api = session_services
+    assert sync_source("session_services").ok
+    api.advance(DAY_S)
+    # the clock moves with every request, and each later orders page comes after a refund
+    # of an order an earlier page of the same scan returned
+    api.faults.update(tick_seconds=20)
+    api.served_change_rate = 1.0
+    assert sync_source("session_services").ok
+    refunded = list(api.served_changes)
+    assert refunded, "no order was refunded during the scan: the test would prove nothing"
+    api.faults.update(tick_seconds=0)
+    api.served_change_rate = 0.0
+    api.advance(60)
+
+    assert sync_source("session_services").ok
+    orders, tickets = loaded("orders"), loaded("tickets")
+    for tenant, oid in refunded:
+        truth = api.tenants[tenant].orders.by_id[oid]
+        assert orders[oid]["refunded"] == truth["refunded"] < 0, f"order {oid} not refunded"
+        for tkt in api.tenants[tenant].tickets_of_order[oid]:
+            assert tickets[tkt]["status"] == "CANCELLED", f"ticket {tkt} of {oid} not cancelled"
+    assert_equals_truth(api)
+
+
+def test_event_deleted_between_the_two_lists_is_one_row_marked_deleted(
+        session_services: SessionServicesApi) -> None:
+    api = session_services
+    assert sync_source("session_services", "parquet").ok
+    api.advance(DAY_S)
+    state = make_pipeline("session_services", "parquet", None).state["sources"][
+        "session_services"]["resources"]["events"]["tenants"]
+    api.delete_between_lists = 1.0
+    result = sync_source("session_services", "parquet")
+    assert result.ok, result.error
+    assert api.deleted_between, "no event deleted between the lists: the test proves nothing"
+    changed = [e for t in TENANTS for e in api.truth(t, "events")
+               if e["updatedAt"] >= state[t]["watermark"]]
+    assert result.rows["events"] == len(changed), "an event was emitted twice"
+    events = loaded("events", "parquet")  # asserts one row per id
+    for _, eid in api.deleted_between:
+        assert events[eid]["deleted_at"] is not None, f"event {eid} looks live"
+    api.delete_between_lists = 0.0
+    assert_equals_truth(api, "parquet")
+
+
+def test_stale_page_at_the_stored_orders_cursor_loses_nothing(
+        session_services_90: SessionServicesApi) -> None:
+    api = session_services_90
+    assert sync_source("session_services").ok
+    api.advance(DAY_S)  # new orders after the end of the first scan
+    repeated: List[str] = []
+
+    def stale_at_stored_cursor(request: Any) -> None:
+        """The run's first request for a next orders page (the stored cursor the run resumes
+        at) is answered with the previous `/orders` answer: the last page of the previous
+        run, `after: null` (a cache, a repeated response)."""
+        first = (request.path == "/orders" and request.arg("after") is not None
+                 and not repeated)
+        api.faults.update(rate_repeat=1.0 if first else 0.0)
+        if first:
+            repeated.append(request.arg("after"))
+
+    api.before_request = stale_at_stored_cursor
+    try:
+        result = sync_source("session_services")
+    finally:
+        api.before_request = None
+        api.faults.update(rate_repeat=0.0)
+    assert result.ok, result.error
+    assert repeated and api.injected.get("repeat") == 1, "the run did not resume at a cursor"
+    assert_equals_truth(api)
+
+
+def test_changes_no_event_signals_reach_the_warehouse_within_the_recheck_bound(
+        session_services_90: SessionServicesApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Check-out scans after the entry window, disputes after the 60-day window: within
+    2 x recheck_hours every one of them is in the warehouse."""
+    api = session_services_90
+    monkeypatch.setenv("SOURCES__SESSION_SERVICES__RECHECK_HOURS", "12")
+    assert sync_source("session_services").ok
+    api.unsignalled_per_day = 40
+    for _ in range(4):  # a day of changes, synced every 6 hours
+        api.advance(6 * 3600)
+        assert sync_source("session_services").ok
+    api.unsignalled_per_day = 0
+    kinds = {kind for _, kind, _ in api.unsignalled}
+    assert kinds == {"scan", "dispute"}, f"the sandbox made only {kinds}: the test proves little"
+    for _ in range(5):  # 2 x recheck_hours and one more run
+        api.advance(6 * 3600)
+        assert sync_source("session_services").ok
+    assert_equals_truth(api)
+
+
+def test_full_recheck_that_finds_nothing_writes_nothing(
+        session_services_90: SessionServicesApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert sync_source("session_services").ok
+    loads = load_count("session_services")
+    session_services_90.reset_stats()
+    monkeypatch.setenv("SOURCES__SESSION_SERVICES__RECHECK_HOURS", "0")  # re-read everything
+    result = sync_source("session_services")
+    assert result.ok and result.rows == {}, result.rows
+    assert load_count("session_services") == loads
+    api = session_services_90
+    pages = sum(math.ceil(len(api.tenants[t].orders.ids) / 100) for t in TENANTS)
+    events = sum(len(api.tenants[t].events.ids) for t in TENANTS)
+    assert api.count("/orders") >= pages, "not every orders page was read again"
+    assert api.count("/tickets") >= events, "not every event's tickets were read again"
+
+
+def test_negative_recheck_hours_is_named(session_services: SessionServicesApi,
+                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCES__SESSION_SERVICES__RECHECK_HOURS", "-1")
+    result = sync_source("session_services")
+    assert not result.ok and "recheck_hours" in (result.error or "")
+    assert len((result.error or "").splitlines()) == 1
+    assert not session_services.requests, "nothing is read with a bad setting"

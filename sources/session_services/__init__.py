@@ -3,14 +3,19 @@
 Collections are ascending by id with opaque `after` cursors and no `updatedAt` filter. Each run,
 per tenant, reads only what can hold something new or changed and emits only records whose
 `updatedAt` is at or after the tenant's watermark (the server time its last successful run
-began, less a margin):
+began, read before any of its reads, less a margin):
 
 - `orders`: from a stored page cursor whose page starts before the 60-day refund window, to the
   end: every new order and every order that can still change. Page cursors are kept in state.
 - `events` and `venues`: the whole (small) lists, soft-deleted events included.
 - `admissions`: per event still on sale (UPCOMING or ACTIVE) or changed this run.
 - `tickets`: per event whose entry window was open since the tickets watermark (check-in
-  and check-out scans), and per order changed since then (new tickets, refund cancellations).
+  and check-out scans, plus `SCAN_GRACE_HOURS` for late check-outs), and per order changed
+  since then (new tickets, refund cancellations).
+- the rolling re-read (`recheck.py`): a slice of the older orders pages and of the other
+  events' tickets and admissions each run, so changes nothing signals (a dispute after the
+  refund window, a scan outside the entry window) arrive within
+  2 x (`recheck_hours` + the time between runs + 1 hour); see the README's freshness table.
 
 Resources are evaluated in declaration order (`[extract] next_item_mode = "fifo"`), so
 `tickets` reuses what `orders` and `events` read in the same run instead of reading it again.
@@ -30,11 +35,13 @@ from dlt.sources import DltResource
 from sources import checkpoint, partitions
 from sources.hints import MERGE
 from sources.http import PARTITION_STATUSES, ApiClient, ApiError, HttpConfig, SyncError
+from sources.session_services import recheck
 from sources.session_services.client import SOURCE, AfterCursorPaginator, make_client
 from sources.session_services.settings import (
     LADDER_MAX,
     MUTABLE_DAYS,
     ORDER_READS_PER_EVENT,
+    SCAN_GRACE_HOURS,
     WATERMARK_MARGIN_SECONDS,
 )
 from sources.timeutil import format_ms, parse_ts
@@ -50,6 +57,7 @@ def session_services_source(
     tenant_tokens: Dict[str, str] = dlt.secrets.value,
     start_date: str = dlt.config.value,
     http: HttpConfig = dlt.config.value,
+    recheck_hours: float = 168.0,
 ) -> List[DltResource]:
     """Session Services records of every tenant in `tenant_tokens`.
 
@@ -58,9 +66,19 @@ def session_services_source(
         tenant_tokens: tenant id -> JWT issued for that tenant (secret).
         start_date: ISO date; orders and tickets created before it are not loaded.
         http: timeouts and retry policy.
+        recheck_hours: the rolling re-read covers every older order and every event's
+            tickets once in this many hours (0: all of them every run). A change nothing
+            signals reaches the warehouse within 2 x (this + the time between runs + 1 h);
+            each run reads the share (time since the last run) / recheck_hours of them.
     """
     if not isinstance(tenant_tokens, dict) or not tenant_tokens:
         raise SyncError(f"{SOURCE}: tenant_tokens must be a JSON object of tenant id -> token")
+    try:
+        hours = float(recheck_hours)
+        if not hours >= 0:
+            raise ValueError("must be 0 or more")
+    except (TypeError, ValueError) as exc:
+        raise SyncError(f"{SOURCE}: setting recheck_hours is invalid: {exc}") from None
     try:
         start = format_ms(parse_ts(start_date))
     except (TypeError, ValueError) as exc:
@@ -69,9 +87,15 @@ def session_services_source(
                for tid, token in tenant_tokens.items()]
 
     def each_tenant(name: str) -> Iterator[Tuple[_Tenant, Dict[str, Any]]]:
-        """The tenants still in good standing, each with this resource's state for it."""
+        """The tenants still in good standing, each with this resource's state for it.
+
+        The server's clock is read before a tenant's first read of the run (`_Tenant.now`).
+        """
         state = dlt.current.resource_state().setdefault("tenants", {})
         for tenant in tenants:
+            if not tenant.failed:
+                with tenant.guard():
+                    tenant.now()
             if not tenant.failed:
                 yield tenant, state.setdefault(tenant.id, {})
 
@@ -87,14 +111,14 @@ def session_services_source(
     def orders() -> Iterator[Records]:
         for tenant, st in each_tenant("orders"):
             with tenant.guard():
-                yield from _orders(tenant, st, start)
+                yield from _orders(tenant, st, start, hours)
 
     @table("events", ts=("entry_starts_at", "entry_ends_at", "publish_at", "deleted_at"),
            text=("location__state",))
     def events() -> Iterator[Records]:
         for tenant, st in each_tenant("events"):
             with tenant.guard():
-                rows = _changed(tenant, tenant.events(), st)
+                rows = _changed(tenant, tenant.events(), st.get("watermark"))
                 yield rows
                 checkpoint.advance(st, "watermark", tenant.watermark(), wrote=bool(rows))
 
@@ -103,8 +127,8 @@ def session_services_source(
         for tenant, st in each_tenant("venues"):
             with tenant.guard():
                 wrote = False
-                for records, _ in AfterCursorPaginator(tenant.client, "/venues", "venues").pages():
-                    rows = _changed(tenant, records, st)
+                for records, _ in tenant.pages("/venues", "venues"):
+                    rows = _changed(tenant, records, st.get("watermark"))
                     wrote = wrote or bool(rows)
                     yield rows
                 checkpoint.advance(st, "watermark", tenant.watermark(), wrote)
@@ -114,16 +138,21 @@ def session_services_source(
         for tenant, st in each_tenant("admissions"):
             with tenant.guard():
                 since = st.get("watermark")
-                due = [e["id"] for e in tenant.events()
+                due = {e["id"]: since for e in tenant.events()
                        if since is None or e["updatedAt"] >= since
-                       or (e["status"] in ("UPCOMING", "ACTIVE") and "deletedAt" not in e)]
+                       or (e["status"] in ("UPCOMING", "ACTIVE") and "deletedAt" not in e)}
+                sweep = _sweep_events(tenant, st, hours)
+                if sweep is not None:  # the rolling re-read: edits of events not on sale
+                    again, floor, _ = sweep
+                    due.update({e: _earlier(floor, due.get(e, floor)) for e in again})
                 wrote = False
-                for event_id in due:
-                    for records, _ in AfterCursorPaginator(
-                            tenant.client, f"/events/{event_id}/admissions", "admissions").pages():
-                        rows = _changed(tenant, records, st)
+                for event_id, floor in due.items():
+                    for records, _ in tenant.pages(f"/events/{event_id}/admissions",
+                                                   "admissions"):
+                        rows = _changed(tenant, records, floor)
                         wrote = wrote or bool(rows)
                         yield rows
+                _store(st, sweep, tenant.watermark(), wrote)
                 checkpoint.advance(st, "watermark", tenant.watermark(), wrote)
 
     @table("tickets", ts=("scanned_at",), text=("section_id",))
@@ -131,13 +160,15 @@ def session_services_source(
         for tenant, st in each_tenant("tickets"):
             with tenant.guard():
                 wrote = False
-                for params in _ticket_reads(tenant, st.get("watermark")):
-                    for records, _ in AfterCursorPaginator(tenant.client, "/tickets", "tickets",
-                                                           params).pages():
-                        rows = _changed(tenant, [r for r in records if r["createdAt"] >= start],
-                                        st)
+                reads, sweep = _ticket_reads(tenant, st, hours)
+                for params, floor, reread in reads:
+                    for records, _ in tenant.pages("/tickets", "tickets", params):
+                        records = [r for r in records if r["createdAt"] >= start and not (
+                            reread and r["updatedAt"] == r["createdAt"])]
+                        rows = _changed(tenant, records, floor)
                         wrote = wrote or bool(rows)
                         yield rows
+                _store(st, sweep, tenant.watermark(), wrote)
                 checkpoint.advance(st, "watermark", tenant.watermark(), wrote)
 
     return [orders, events, venues, admissions, tickets]
@@ -165,7 +196,12 @@ class _Tenant:
             partitions.report(str(exc))
 
     def now(self) -> datetime:
-        """The server's clock (the `Date` of its latest response); fetches once if needed."""
+        """The server's clock (the `Date` of its latest response); fetches once if needed.
+
+        The first call of a run fetches (the client is new), so `started` is the `Date` of a
+        response received before any record was read: time passes while a run reads, and a
+        record changed after its page was read must fall after the next run's watermark.
+        """
         if self.client.last_date is None:
             self.client.get_json("/venues", params={"limit": 1})
         now = self.client.server_time()
@@ -179,28 +215,37 @@ class _Tenant:
         assert self.started is not None
         return format_ms(self.started - timedelta(seconds=WATERMARK_MARGIN_SECONDS))
 
+    def pages(self, path: str, key: str, params: Optional[Dict[str, Any]] = None,
+              start: Optional[str] = None) -> Iterator[Tuple[Records, Optional[str]]]:
+        """The pages of one of this tenant's collections, each with the cursor that fetched it."""
+        return AfterCursorPaginator(self.client, path, key, params, start).pages()
+
     def events(self) -> Records:
-        """Every event, live and soft-deleted, read once per run."""
+        """Every event, live and soft-deleted, read once per run, each once.
+
+        An event soft-deleted between the reads of the two lists is in both; the deleted
+        list is read second, so its copy (with `deletedAt`) is the one kept.
+        """
         if self._events is None:
             self.now()
-            found: Records = []
+            found: Dict[str, Dict[str, Any]] = {}
             for deleted in ("false", "true"):
-                for records, _ in AfterCursorPaginator(self.client, "/events", "events",
-                                                       {"deleted": deleted}).pages():
-                    found.extend(records)
-            self._events = found
+                for records, _ in self.pages("/events", "events", {"deleted": deleted}):
+                    found.update((r["id"], r) for r in records)
+            self._events = list(found.values())
         return self._events
 
 
-def _changed(tenant: _Tenant, records: Records, state: Dict[str, Any]) -> Records:
-    """Records updated at or after the watermark, each stamped with its tenant."""
-    since = state.get("watermark")
+def _changed(tenant: _Tenant, records: Records, since: Optional[str]) -> Records:
+    """Records updated at or after `since` (all when None), each stamped with its tenant."""
     return [dict(r, tenantId=tenant.id) for r in records
             if since is None or r["updatedAt"] >= since]
 
 
-def _orders(tenant: _Tenant, st: Dict[str, Any], start: str) -> Iterator[Records]:
-    """Scan orders from the stored page whose orders can still change; yield changed ones."""
+def _orders(tenant: _Tenant, st: Dict[str, Any], start: str,
+            hours: float) -> Iterator[Records]:
+    """Scan orders from the stored page whose orders can still change, then the older pages
+    the rolling re-read has due; yield changed orders."""
     since = st.get("watermark")
     begin = _window_start(st.get("ladder", []), since)
     ladder: List[List[Any]] = []
@@ -215,10 +260,25 @@ def _orders(tenant: _Tenant, st: Dict[str, Any], start: str) -> Iterator[Records
         if rows:
             wrote = True
             yield rows
+    now = tenant.watermark()
+    sweep = st.get("recheck")
+    if sweep is None:  # a first run reads every order: the first cycle starts now
+        first = ladder[0][1] if begin is None and ladder else None
+        sweep = recheck.new_cycle(now, now if since is None else None, first)
+    elif begin is not None:
+        for records, rows, read in recheck.sweep_orders(
+                lambda at: _order_pages(tenant, at), st["recheck"], begin, now, hours,
+                lambda r: r["createdAt"] >= start):
+            sweep = read
+            changes.extend((r["id"], r["eventId"], r["updatedAt"]) for r in records)
+            if rows:
+                wrote = True
+                yield [dict(r, tenantId=tenant.id) for r in rows]
     tenant.order_changes = changes
     if wrote or st.get("ladder") is None:  # the ladder only grows with new orders
         st["ladder"] = _thin(ladder)
-    checkpoint.advance(st, "watermark", tenant.watermark(), wrote)
+    recheck.store(st, sweep, now, wrote)
+    checkpoint.advance(st, "watermark", now, wrote)
 
 
 def _order_pages(tenant: _Tenant, begin: Optional[List[Any]]
@@ -269,29 +329,75 @@ def _thin(ladder: List[List[Any]]) -> List[List[Any]]:
     return ladder[::step]
 
 
-def _ticket_reads(tenant: _Tenant, since: Optional[str]) -> List[Dict[str, str]]:
-    """The `/tickets` queries that cover every ticket that may have changed since `since`.
+def _sweep_events(tenant: _Tenant, st: Dict[str, Any], hours: float
+                  ) -> Optional[Tuple[List[str], Optional[str], Dict[str, Any]]]:
+    """This run's share of the rolling re-read of events (`recheck.sweep_events`), or None on
+    a first run (which reads every event)."""
+    if st.get("watermark") is None:
+        return None
+    return recheck.sweep_events([e["id"] for e in tenant.events()], st.get("recheck"),
+                                tenant.watermark(), hours)
+
+
+def _store(st: Dict[str, Any], sweep: Optional[Tuple[Any, Any, Dict[str, Any]]], now: str,
+           wrote: bool) -> None:
+    """Keep the events sweep state (a first run starts the first cycle now)."""
+    recheck.store(st, sweep[2] if sweep else recheck.new_cycle(now, now, None), now, wrote)
+
+
+Read = Tuple[Dict[str, str], Optional[str], bool]  # query, emit from updatedAt, re-read
+
+
+def _ticket_reads(tenant: _Tenant, st: Dict[str, Any], hours: float
+                  ) -> Tuple[List[Read], Optional[Tuple[Any, Any, Dict[str, Any]]]]:
+    """The `/tickets` queries that cover every ticket that may have changed since `since`,
+    each with the `updatedAt` it emits from and whether it is a re-read.
 
     A first run reads every event. Later runs read whole the events whose entry window has
-    been open since `since` (scans have no filter), and, for orders changed since then
-    (new tickets, cancellations on refund), each order's tickets, or its event's when the
-    event has more than ORDER_READS_PER_EVENT changed orders.
+    been open since `since` (or closed less than SCAN_GRACE_HOURS before: late check-outs),
+    and, for orders changed since then (new tickets, cancellations on refund), each order's
+    tickets, or its event's when the event has more than ORDER_READS_PER_EVENT changed
+    orders. The other events due in the rolling re-read are read again for scans outside
+    those windows; a re-read emits from the previous cycle's start, or from the end of the
+    grace after the event's window when its last whole read came later. Returns the reads
+    and the events sweep state to store.
     """
     events = tenant.events()
+    since = st.get("watermark")
     if since is None:
-        return [{"eventId": e["id"]} for e in events]
+        return [({"eventId": e["id"]}, None, False) for e in events], None
     if tenant.order_changes is None:  # `orders` not selected this run: read its window
         for _ in _orders(tenant, dict(dlt.current.resource_state("orders").get(
-                "tenants", {}).get(tenant.id, {})), start=""):
+                "tenants", {}).get(tenant.id, {})), start="", hours=hours):
             pass
     now = format_ms(tenant.now())
-    whole = {e["id"] for e in events if e["entryEndsAt"] >= since and e["entryStartsAt"] <= now}
+    grace = timedelta(hours=SCAN_GRACE_HOURS)
+    ends = {e["id"]: format_ms(parse_ts(e["entryEndsAt"]) + grace) for e in events}
+    whole = {e["id"] for e in events if ends[e["id"]] >= since and e["entryStartsAt"] <= now}
     changed: Dict[str, List[str]] = {}
     for order_id, event_id, updated in tenant.order_changes or []:
         if updated >= since and event_id not in whole:
             changed.setdefault(event_id, []).append(order_id)
     whole |= {e for e, orders in changed.items() if len(orders) > ORDER_READS_PER_EVENT}
-    reads = [{"eventId": e} for e in sorted(whole)]
-    reads += [{"orderId": o} for e, orders in sorted(changed.items()) if e not in whole
-              for o in orders]
-    return reads
+    sweep = _sweep_events(tenant, st, hours)
+    assert sweep is not None
+    due, floor, _ = sweep
+    # an event read whole and due for its re-read emits from the re-read's floor
+    reads: List[Read] = [({"eventId": e}, _earlier(floor, since) if e in due else since, False)
+                         for e in sorted(whole)]
+    again = set(due) - whole
+    reads += [({"orderId": o}, since, False) for e, orders in sorted(changed.items())
+              if e not in whole | again for o in orders]
+    # a re-read of an event with changed orders keeps their new tickets (each ticket once)
+    reads += [({"eventId": e}, _later(floor, ends[e]) if ends[e] < since else floor,
+               e not in changed) for e in sorted(again)]
+    return reads, sweep
+
+
+def _later(a: Optional[str], b: str) -> str:
+    return b if a is None else max(a, b)
+
+
+def _earlier(a: Optional[str], b: Optional[str]) -> Optional[str]:
+    """The earlier of two emission floors (None, emit everything, is the earliest)."""
+    return None if a is None or b is None else min(a, b)

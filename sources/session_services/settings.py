@@ -6,3 +6,4 @@ MUTABLE_DAYS = 60  # orders can be refunded or disputed for 60 days after creati
 WATERMARK_MARGIN_SECONDS = 2  # the Date header has whole seconds; re-emit a little more
 LADDER_MAX = 200  # stored order-page cursors per tenant (thinned beyond this)
 ORDER_READS_PER_EVENT = 10  # more changed orders than this: read the event's tickets instead
+SCAN_GRACE_HOURS = 12  # tickets of an event are read whole this long after its entry window

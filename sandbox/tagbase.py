@@ -23,6 +23,7 @@ seeded apart from the world, so switching them changes only the bytes on disk):
 from __future__ import annotations
 
 import gzip
+import itertools
 import random
 from datetime import UTC, datetime
 from pathlib import Path
@@ -203,7 +204,7 @@ class TagbaseApi(EventWorld):
         torn = (w.randrange(len(bounds) - 1) if self.torn_rate and data and not restarting
                 and w.random() < self.torn_rate else None)
         with open(self.log_file(), "ab") as f:
-            for n, (lo, hi) in enumerate(zip(bounds, bounds[1:])):
+            for n, (lo, hi) in enumerate(itertools.pairwise(bounds)):
                 member = gzip.compress(buf[lo:hi], mtime=0)
                 if n == torn:
                     self.torn.append((self.log_file().name, f.tell()))

@@ -301,3 +301,19 @@ def test_lines_split_across_members_load_whole(tagbase: TagbaseApi) -> None:
     assert not rejected()
     assert_equals_truth(tagbase)
     assert len(loaded("verifications")) == len(tagbase.verifications)
+
+
+def test_time_passing_during_runs_loses_nothing(tagbase: TagbaseApi) -> None:
+    """The clock moves with every by-id read, so tags are configured, sessions close and the
+    log grows while a run reads; the next quiet run still brings everything up to date."""
+    tagbase.faults.update(tick_seconds=120)
+    for _ in range(3):
+        files = {p.name: p.stat().st_size for p in tagbase.log_dir.iterdir()}
+        result = sync_source("tagbase")
+        assert result.ok, result.error
+        grew = {p.name: p.stat().st_size for p in tagbase.log_dir.iterdir()} != files
+        assert grew, "the log did not grow during the run"
+        tagbase.advance(HOUR_S)
+    tagbase.faults.update(tick_seconds=0)
+    assert sync_source("tagbase").ok
+    assert_equals_truth(tagbase)

@@ -7,10 +7,16 @@ moved. Chunks go newest first (the newest-first APIs walk back with `before`). A
 chunk is recorded in that pipeline's state in the same load as its rows, so a rerun after a
 crash skips exactly the chunks that landed. The source's write lock is held throughout, so
 a scheduled run that comes due waits for its next turn instead of writing at the same time.
+
+Chunks lie on a grid anchored at `--start` and are recorded by their absolute bounds under a
+job named by start, chunk length and resources (not the end): a rerun with `--end` omitted
+("now", later each time) skips every whole chunk already loaded and reads only the newest,
+partial one again.
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Callable, Dict, Iterator, List, Optional, Sequence
@@ -19,13 +25,14 @@ import dlt
 from dlt.sources import DltResource
 
 from pipelines.lock import LockedError, source_lock
-from pipelines.run import SyncResult, make_pipeline, sync_locked
+from pipelines.run import SyncResult, make_pipeline, one_line_error, sync_locked
 from pipelines.status import parse_duration
 from pipelines.warehouse import pipelines_dir, resolve_location
 from sources import partitions
 from sources.http import SyncError
 from sources.timeutil import parse_ts
 
+log = logging.getLogger("sessionsync")
 # Sources whose API filters on record time, and the resources a backfill loads by default.
 # Session Services and Tagbase have no time filter: their first sync reads all history.
 BACKFILL_RESOURCES: Dict[str, List[str]] = {
@@ -56,15 +63,17 @@ class BackfillResult:
 
 
 def plan(start: datetime, end: datetime, size: timedelta) -> List[Chunk]:
-    """Chunks of `size` covering `[start, end)`, newest first."""
+    """Chunks covering `[start, end)`, newest first, on a grid of `size` from `start`: every
+    chunk is `[start + k * size, start + (k + 1) * size)` but the newest, which ends at `end`.
+    The grid does not move with `end`, so chunks loaded by an earlier run are found again."""
     if end <= start:
         raise SyncError(f"backfill: --end {end.isoformat()} is not after --start")
-    chunks, hi = [], end
-    while hi > start:
-        lo = max(start, hi - size)
+    chunks, lo = [], start
+    while lo < end:
+        hi = min(lo + size, end)
         chunks.append(Chunk(lo, hi))
-        hi = lo
-    return chunks
+        lo = hi
+    return chunks[::-1]
 
 
 def backfill(source: str, start: str, end: Optional[str], chunk: str,
@@ -79,14 +88,16 @@ def backfill(source: str, start: str, end: Optional[str], chunk: str,
                             f"sync reads all history (backfill supports "
                             f"{', '.join(BACKFILL_RESOURCES)})")
         lo, hi = parse_ts(start), parse_ts(end) if end else datetime.now(UTC)
-        chunks = plan(lo, hi, timedelta(seconds=parse_duration(chunk, "--chunk")))
+        size = timedelta(seconds=parse_duration(chunk, "--chunk"))
+        chunks = plan(lo, hi, size)
         only = list(resources or BACKFILL_RESOURCES[source])
-        job = f"{lo.isoformat()}/{hi.isoformat()}/{chunk}/{','.join(sorted(only))}"
+        job = f"{lo.isoformat()}/{size.total_seconds():g}s/{','.join(sorted(only))}"
         location = resolve_location(destination, warehouse)
         name = f"sessionsync_{source}_backfill"
         result = BackfillResult(source, ok=True, chunks=len(chunks))
         with source_lock(source, pipelines_dir(destination, location)):
-            done = _completed(make_pipeline(source, destination, warehouse, name), source, job)
+            done = _completed(_without_unloaded(make_pipeline(source, destination, warehouse,
+                                                              name), source), source, job)
             for n, piece in enumerate(chunks, start=1):
                 if piece.key in done:
                     result.skipped += 1
@@ -110,6 +121,26 @@ def backfill(source: str, start: str, end: Optional[str], chunk: str,
         return BackfillResult(source, ok=False, error=str(exc))
     except ValueError as exc:  # an unreadable --start or --end
         return BackfillResult(source, ok=False, error=f"backfill: {exc}")
+    except Exception as exc:  # reported as one line; the traceback goes to the debug log
+        log.debug("backfill of %s failed", source, exc_info=True)
+        return BackfillResult(source, ok=False, error=one_line_error(source, exc))
+
+
+def _without_unloaded(pipeline: dlt.Pipeline, source: str) -> dlt.Pipeline:
+    """The backfill pipeline with any chunk whose load did not finish undone.
+
+    A chunk's rows and its "done" mark are extracted together, and dlt keeps the mark in local
+    state at once, before the load. If the load then failed (killed, out of memory, the
+    warehouse locked), local state says done while the warehouse lacks the rows. Such packages
+    are discarded with the local state, which is then restored from the warehouse (the next
+    `sync_destination`), so the chunk counts as not done and is read again from the API:
+    loading the old package instead could write rows older than what the scheduled sync has
+    loaded since.
+    """
+    if not pipeline.has_pending_data:
+        return pipeline
+    log.warning("%s: backfill: a chunk whose load did not finish is read again", source)
+    return pipeline.drop()
 
 
 def _completed(pipeline: dlt.Pipeline, source: str, job: str) -> set:

@@ -8,14 +8,26 @@ as received, to the verification log folder the way an integration would: gzip m
 appended to the current `.jsonl.gz` file, a new file after `rotate_lines` lines, now and then a
 line written twice. The log is shared by both accounts' integrations, so it also references
 sessions and tags the demo key cannot read (404).
+
+Two writer behaviours real log writers have, off by default, switched by attributes (and
+seeded apart from the world, so switching them changes only the bytes on disk):
+
+- `torn_rate`: chance that a flush dies mid-member, leaving a truncated gzip member at the end
+  of the file; at the next flush the restarted writer writes the same lines again, from the
+  start of the line it was in, as new members after the torn one.
+- `split_rate`: chance that a flush is cut into several members at arbitrary bytes (block
+  writers such as bgzip), lines split across members, and the last block now and then held
+  back until the next flush (so the file can end mid-line).
 """
 
 from __future__ import annotations
 
 import gzip
+import itertools
+import random
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 import orjson
 
@@ -46,14 +58,23 @@ class TagbaseApi(EventWorld):
         history_days: days simulated before `start_ms`.
         rotate_lines: lines per log file before the integration starts a new one.
         duplicate_rate: chance that a line is written twice (a retried write).
+        torn_rate: chance that a flush leaves a torn member (see the module docstring).
+        split_rate: chance that a flush is cut into members mid-line.
     """
 
     name = "tagbase"
 
     def __init__(self, start_ms: int, log_dir: Path, seed: int = 31,
                  scans_per_day: float = 400, history_days: float = 10,
-                 rotate_lines: int = 1000, duplicate_rate: float = 0.01) -> None:
+                 rotate_lines: int = 1000, duplicate_rate: float = 0.01,
+                 torn_rate: float = 0.0, split_rate: float = 0.0) -> None:
         super().__init__(start_ms - int(history_days * DAY), seed)
+        self.torn_rate, self.split_rate = torn_rate, split_rate
+        self.writer_rng = random.Random(seed + 2)
+        self._held = b""  # bytes of whole lines not yet written (a block writer's buffer)
+        self._head = b""  # the start of the line `_held` continues, already written
+        self._restarting = False  # the last flush tore a member: this one writes again
+        self.torn: List[Tuple[str, int]] = []  # (file name, byte offset) of each torn member
         self.log_dir = Path(log_dir)
         self.log_dir.mkdir(parents=True, exist_ok=True)
         self.scans_per_day = scans_per_day
@@ -148,17 +169,58 @@ class TagbaseApi(EventWorld):
         if self.rng.random() < self.duplicate_rate:
             self._pending_lines.append(line)
 
-    def flush_log(self) -> None:
-        """Append buffered lines to the current file (one gzip member), rotating as needed."""
+    def flush_log(self, final: bool = False) -> None:
+        """Append buffered lines to the current file (one gzip member unless the writer
+        behaviours say otherwise), rotating as needed; `final` writes held-back bytes too."""
         lines, self._pending_lines = self._pending_lines, []
         while lines:
             if self._file_no == 0 or self._file_lines >= self.rotate_lines:
+                self._write(b"", final=True)  # a block writer closes its file whole
                 self._file_no, self._file_lines = self._file_no + 1, 0
             room = self.rotate_lines - self._file_lines
             chunk, lines = lines[:room], lines[room:]
-            with open(self.log_file(), "ab") as f:
-                f.write(gzip.compress(b"".join(chunk), mtime=0))
             self._file_lines += len(chunk)
+            if not self._write(b"".join(chunk), final=final):
+                self._file_lines -= len(chunk)  # torn: written again, to this file
+                self._pending_lines.extend(lines)
+                return
+        if final:
+            self._write(b"", final=True)
+
+    def _write(self, data: bytes, final: bool) -> bool:
+        """Append `data` (whole lines) to the current file; False if the write was torn."""
+        buf, self._held = self._held + data, b""
+        if not buf:
+            return True
+        w, restarting = self.writer_rng, self._restarting
+        self._restarting = False
+        cuts: List[int] = []
+        if self.split_rate and len(buf) > 1 and w.random() < self.split_rate:
+            cuts = sorted(w.sample(range(1, len(buf)), min(3, len(buf) - 1)))
+            if not final and w.random() < 0.5:  # the last block waits for more lines
+                buf, self._held = buf[:cuts[-1]], buf[cuts[-1]:]
+                cuts.pop()
+        bounds = [0, *cuts, len(buf)]
+        torn = (w.randrange(len(bounds) - 1) if self.torn_rate and data and not restarting
+                and w.random() < self.torn_rate else None)
+        with open(self.log_file(), "ab") as f:
+            for n, (lo, hi) in enumerate(itertools.pairwise(bounds)):
+                member = gzip.compress(buf[lo:hi], mtime=0)
+                if n == torn:
+                    self.torn.append((self.log_file().name, f.tell()))
+                    f.write(member[:w.randint(1, len(member) - 1)])
+                    # restarted, the writer sends again from the start of the line it was in
+                    text = self._head + buf + self._held
+                    cut = len(self._head) + lo
+                    again = text[text.rfind(b"\n", 0, cut) + 1:]
+                    self._pending_lines[:0] = again.splitlines(keepends=True)
+                    self._held = self._head = b""
+                    self._restarting = True
+                    return False
+                f.write(member)
+        written = self._head + buf
+        self._head = written[written.rfind(b"\n") + 1:]
+        return True
 
     def log_file(self) -> Path:
         """The file the integration is appending to now."""

@@ -55,7 +55,7 @@ def mobilenext_source(
             (newest first, from `before = end`) and compared with the warehouse exactly like
             an incremental run, and no incremental state is read or written.
     """
-    start = _setting("start_date", lambda: parse_ts(start_date))
+    start = _setting("start_date", lambda: _api_time(parse_ts(start_date)))
     if not 1 <= int(page_size) <= MAX_PAGE_SIZE:
         raise SyncError(
             f"{SOURCE}: page_size must be between 1 and {MAX_PAGE_SIZE}, got {page_size}")
@@ -89,7 +89,8 @@ def mobilenext_source(
         Organizations are paged at once, `concurrency` at a time (`sources.fanout`).
         """
         state = dlt.current.resource_state().setdefault("orgs", {})
-        bounds = _setting("window", lambda: [parse_ts(w) for w in window]) if window else None
+        bounds = (_setting("window", lambda: [_api_time(parse_ts(w)) for w in window])
+                  if window else None)
         try:
             selected = orgs.selected()
             now = client.server_time()  # before any scan starts: a conservative "scanned at"
@@ -128,6 +129,19 @@ def _setting(name: str, parse: Callable[[], Any]) -> Any:
         return parse()
     except (TypeError, ValueError) as exc:
         raise SyncError(f"{SOURCE}: setting {name} is invalid: {exc}") from None
+
+
+def _api_time(value: datetime) -> datetime:
+    """`value` rounded up to a whole millisecond, the API's resolution.
+
+    Every bound of a scan (`start_date`, a backfill window's ends) goes through here once, so
+    the `before` sent, where paging stops and the comparison with the warehouse all use the
+    same instant. Rounding up is exact: sessions carry whole milliseconds, so those created at
+    or after `value` are exactly those created at or after it rounded up (a window ending at
+    .123456 holds the sessions of .123, and `before=.124` lists them).
+    """
+    ms = epoch_ms(value)
+    return from_epoch_ms(ms + 1 if from_epoch_ms(ms) < value else ms)
 
 
 class _OrgDirectory:

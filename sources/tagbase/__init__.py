@@ -85,8 +85,10 @@ def tagbase_source(
                 log.warning("%s: log file %s shrank; read again from its start",
                             SOURCE, chunk.file)
             rows = []
-            for number, line in enumerate(chunk.lines, start=chunk.first_line):
-                row, problem = parse_verification(line)
+            for index, line in enumerate(chunk.lines):
+                number = chunk.first_line + index
+                broken = chunk.broken.get(index)
+                row, problem = (None, broken) if broken else parse_verification(line)
                 if problem:
                     log.warning("%s: skipped log line %s:%d: %s",
                                 SOURCE, chunk.file, number, problem)
@@ -97,8 +99,7 @@ def tagbase_source(
             _note_references(run, rows)
             if rows:
                 yield pa.Table.from_pylist(rows, VERIFICATION_SCHEMA)
-            files[chunk.file] = {"offset": chunk.offset,
-                                 "lines": chunk.first_line - 1 + len(chunk.lines)}
+            files[chunk.file] = chunk.position()
 
     @dlt.resource(primary_key=("file", "line"), write_disposition=MERGE, columns=REJECT_SCHEMA)
     def rejected_log_lines() -> Iterator[pa.Table]:

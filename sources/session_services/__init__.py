@@ -29,7 +29,7 @@ from dlt.sources import DltResource
 
 from sources import checkpoint, partitions
 from sources.hints import MERGE
-from sources.http import PARTITION_STATUSES, ApiClient, ApiError, HttpConfig, SyncError
+from sources.http import PARTITION_STATUSES, ApiClient, ApiError, HttpConfig, SyncError, segment
 from sources.session_services.client import SOURCE, AfterCursorPaginator, make_client
 from sources.session_services.settings import (
     LADDER_MAX,
@@ -120,7 +120,8 @@ def session_services_source(
                 wrote = False
                 for event_id in due:
                     for records, _ in AfterCursorPaginator(
-                            tenant.client, f"/events/{event_id}/admissions", "admissions").pages():
+                            tenant.client, f"/events/{segment(event_id)}/admissions",
+                            "admissions").pages():
                         rows = _changed(tenant, records, st)
                         wrote = wrote or bool(rows)
                         yield rows

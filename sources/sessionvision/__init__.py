@@ -34,7 +34,7 @@ from sources import checkpoint, fanout, partitions
 from sources.batches import Batches
 from sources.byid import fetch_each
 from sources.hints import MERGE
-from sources.http import ApiClient, ApiError, HttpConfig, SyncError
+from sources.http import ApiClient, ApiError, HttpConfig, SyncError, segment
 from sources.loaded import loaded_ids, read_loaded, sql_literal, sql_timestamp
 from sources.sessionvision.client import SOURCE, NextCursorPaginator, make_client
 from sources.sessionvision.settings import (
@@ -68,7 +68,7 @@ class _Project:
 
     @property
     def path(self) -> str:
-        return f"/api/v1/projects/{self.id}"
+        return f"/api/v1/projects/{segment(self.id)}"
 
     @contextmanager
     def guard(self) -> Iterator[None]:
@@ -306,7 +306,7 @@ def _changed_by_event(client: ApiClient, project: _Project, st: Dict[str, Any], 
             if rows:
                 yield _table(rows, project.id, schema)
         due = set() if first_run else left  # sessions that started before the listed window
-    paths = [f"{project.path}/{kind}/{i}" for i in sorted(due or ())]
+    paths = [f"{project.path}/{kind}/{segment(i)}" for i in sorted(due or ())]
     rows = [body for _, body in fetch_each(client, paths, concurrency) if body is not None]
     if rows:
         yield _table(rows, project.id, schema)

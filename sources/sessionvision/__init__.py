@@ -5,10 +5,13 @@ filters them on `timestamp`. Each run, per project:
 
 - `events`: lists events from the previous run's start (server time) less 48 hours, and
   emits those the warehouse does not hold yet. Cost: the new events plus that lookback.
-- `sessions` and `persons` change only when one of their events becomes visible (end time,
-  counts and bounce; `last_seen`, identify and `$set`). So each run refreshes exactly the
-  sessions and persons of the events it just loaded: by id when they are few, by paging the
-  list when they are many. The first run pages both lists whole.
+- `sessions` and `persons` change when one of their events becomes visible (end time,
+  counts and bounce; `last_seen`, identify and `$set`), so each run refreshes the sessions
+  and persons of the events it just loaded: by id when they are few, by paging the list
+  when they are many. The first run pages both lists whole. They also change with no event:
+  a session when its inactivity timeout passes (each run re-reads those that may have been
+  open when last read), a person identified or given properties through the platform (each
+  run re-reads a rolling slice of `recheck_rows` persons). Those are written only if changed.
 - definitions: the lists are small and read whole; rows whose content changed are emitted;
   action definitions that vanished (deleted upstream) get `deleted_at`.
 

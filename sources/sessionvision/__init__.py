@@ -325,20 +325,25 @@ def _changed_by_event(client: ApiClient, project: _Project, st: Dict[str, Any], 
         return
     if first_run or len(due or ()) > BY_ID_MAX:
         params = dict(list_params)
-        if not first_run and kind == "sessions" and project.oldest_new is not None:
-            params["date_from"] = format_ms(
-                project.oldest_new - timedelta(hours=SESSION_SPAN_HOURS))
+        # sessions due for an event started a day before it at most; those maybe open
+        # when last read ended after `since` less the timeout
+        times = [t for t in (project.oldest_new, project.since) if t is not None]
+        if not first_run and kind == "sessions" and times:
+            params["date_from"] = format_ms(min(times) - timedelta(
+                hours=SESSION_SPAN_HOURS, minutes=SESSION_TIMEOUT_MINUTES))
         wanted, listed = set(due or ()), set[str]()
         for page in NextCursorPaginator(client, f"{project.path}/{kind}", params).pages():
             rows = [r for r in page if first_run or r[key] in wanted]
             listed.update(r[key] for r in rows)
-            if rows:
-                yield _changed(_table(rows, project.id, schema), known)
+            changed = _changed(_table(rows, project.id, schema), known) if rows else None
+            if changed is not None:
+                yield changed
         due = set() if first_run else wanted - listed  # started before the listed window
     paths = [f"{project.path}/{kind}/{segment(i)}" for i in sorted(due or ())]
     rows = [body for _, body in fetch_each(client, paths, concurrency) if body is not None]
-    if rows:
-        yield _changed(_table(rows, project.id, schema), known)
+    changed = _changed(_table(rows, project.id, schema), known) if rows else None
+    if changed is not None:
+        yield changed
     st["loaded"] = True
 
 

@@ -18,7 +18,7 @@ from pipelines import runlog
 from pipelines.lock import LockedError, source_lock
 from pipelines.registry import source_factory
 from pipelines.warehouse import dlt_destination, pipelines_dir, resolve_location
-from sources import partitions, runstats
+from sources import dedup, partitions, runstats
 from sources.hints import DUCKDB_MERGE, MERGE
 from sources.http import SyncError
 
@@ -92,9 +92,10 @@ def sync_locked(source: str, destination: str, warehouse: Optional[str], locatio
                                     f"it has {', '.join(data.resources)}")
                 data = data.with_resources(*only)
             resources = list(data.selected_resources)
-            if destination == "duckdb":
-                for resource in data.selected_resources.values():
-                    if resource.write_disposition == MERGE:
+            for resource in data.selected_resources.values():
+                if resource.write_disposition == MERGE:
+                    dedup.apply(resource)  # one row per key per load, the latest read
+                    if destination == "duckdb":
                         resource.apply_hints(write_disposition=DUCKDB_MERGE)
             if extra is not None:
                 data.resources.add(extra)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime, timedelta
 from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional, Tuple
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
 import orjson
 
@@ -60,6 +60,12 @@ class Request:
     def arg(self, name: str) -> Optional[str]:
         values = self.query.get(name)
         return values[-1] if values else None
+
+    @property
+    def segments(self) -> List[str]:
+        """The path's segments, each percent-decoded on its own (`path` stays as sent, so an
+        encoded `/` inside an id never splits it)."""
+        return [unquote(part) for part in self.path.strip("/").split("/")]
 
 
 @dataclass

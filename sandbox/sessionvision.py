@@ -8,6 +8,10 @@ to grows (end time, duration, counts, bounce; a late event extends it), its pers
 (`last_seen`), identified (`$identify`) or given properties, and the event and property
 definitions learn from it. Action definitions are created, edited, archived and deleted on
 their own schedule. Everything happens on the virtual clock.
+
+`Behaviour` switches on what the contract allows but the default world never does: awkward
+distinct ids, persons changed with no event, sessions finalised by their timeout, and a
+session moved during paging so that a list shows it twice.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import bisect
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import UTC, datetime
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
@@ -27,6 +31,9 @@ from sandbox.core import EventWorld, Request, Response, iso_ms
 
 MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 MAX_DELAY_MS = 48 * HOUR
+SESSION_TIMEOUT_MS = 30 * MIN  # a session is final 30 minutes after its last event
+SILENT_TICK_MS = 10 * MIN  # how often the platform may change persons without an event
+AWKWARD = ["a/b ", "q?x=1&y=2 ", "#top ", "100% ", "two  spaces ", "%2F%3F "]  # id prefixes
 DEFAULT_WINDOW_MS = 7 * DAY  # lists without date_from return only the last 7 days
 DEMO_TOKEN = "sv_pat_sandbox_demo_0c1d2e3f"
 PROJECTS = ("4021", "4022")  # the demo token reads both
@@ -39,6 +46,30 @@ COUNTRIES, REFERRERS = ["NZ", "AU", "US", "GB", "DE"], ["$direct", "https://goog
 CUSTOM = {"$pageview": [], "$autocapture": ["element", "text"],
           "signup_clicked": ["button_id"], "checkout_started": ["plan", "amount"],
           "purchase_completed": ["plan", "amount", "coupon"]}
+
+
+@dataclass
+class Behaviour:
+    """What the contract allows and the default world never does; all off by default.
+
+    Each draws from the world's seeded RNG only when on, so a world with all of them off is
+    the same world as before they existed.
+    """
+
+    awkward_ids: float = 0.0  # share of new persons whose distinct_id holds / ? # % spaces
+    silent_changes: float = 0.0  # persons per project per hour identified or given
+    # properties through the platform, with no event
+    finalise_sessions: bool = False  # exit_url and is_bounce stay null until the session's
+    # inactivity timeout has passed (30 minutes after its last event), then are set
+    shift_sessions: float = 0.0  # per sessions-list page asked with a cursor: chance that a
+    # late event moves an already-listed session's start_time past the cursor (listed twice)
+
+    def update(self, **changes: Any) -> None:
+        names = {f.name for f in fields(self)}
+        for key, value in changes.items():
+            if key not in names:
+                raise ValueError(f"unknown behaviour {key!r}")
+            setattr(self, key, type(getattr(self, key))(value))
 
 
 @dataclass
@@ -69,14 +100,19 @@ class SessionVisionApi(EventWorld):
             gets half); a visit has 1 to 12 events.
         history_days: days simulated before `start_ms`.
         late_share: share of events processed hours (up to 48) after they happened.
+        behaviour: switches for contract-allowed behaviours (see `Behaviour`); can also be
+            changed later through `self.behaviour.update(...)`.
     """
 
     name = "sessionvision"
 
     def __init__(self, start_ms: int, seed: int = 41, visits_per_day: float = 300,
-                 history_days: float = 14, late_share: float = 0.05) -> None:
+                 history_days: float = 14, late_share: float = 0.05,
+                 behaviour: Optional[Behaviour] = None) -> None:
         super().__init__(start_ms - int(history_days * DAY), seed)
         self.late_share = late_share
+        self.behaviour = behaviour or Behaviour()
+        self.shifted: List[str] = []  # sessions a `shift_sessions` late event moved
         self.projects = {pid: Project(pid, visits_per_day * (1 if i == 0 else 0.5))
                          for i, pid in enumerate(PROJECTS + (OTHER_PROJECT,))}
         self.tokens = {DEMO_TOKEN: set(PROJECTS)}
@@ -86,6 +122,7 @@ class SessionVisionApi(EventWorld):
                 self._on_action_change(project.id, schedule=False)
             self._at(self.now_ms + 1, "visit", project.id)
             self._at(self.now_ms + 6 * HOUR, "action_change", project.id)
+            self._at(self.now_ms + SILENT_TICK_MS, "silent", project.id)
         self.advance_to(start_ms)
 
     def _uuid(self) -> str:
@@ -102,6 +139,8 @@ class SessionVisionApi(EventWorld):
             traits = (person["country"], person["device_type"], person["browser"])
         else:
             distinct_id = self._uuid()
+            if self.behaviour.awkward_ids and rng.random() < self.behaviour.awkward_ids:
+                distinct_id = rng.choice(AWKWARD) + distinct_id
             traits = (rng.choice(COUNTRIES), rng.choice(DEVICES), rng.choice(BROWSERS))
         session_id, ts = self._uuid(), self.now_ms
         late = rng.random() < self.late_share  # an offline client flushes the visit late
@@ -182,6 +221,43 @@ class SessionVisionApi(EventWorld):
             session["pageview_count"] += 1
         urls.append((ts, props["$current_url"]))
 
+    def _on_silent(self, pid: str) -> None:
+        """The platform identifies persons or sets their properties with no event (an API
+        call, a CRM import): nothing in the event stream or any list order says so."""
+        self._at(self.now_ms + SILENT_TICK_MS, "silent", pid)
+        rate = self.behaviour.silent_changes * SILENT_TICK_MS / HOUR
+        project, rng = self.projects[pid], self.rng
+        if not rate or not project.person_order:
+            return
+        for _ in range(int(rate) + (rng.random() < rate % 1)):
+            person = project.persons[rng.choice(project.person_order)]
+            if person["user_id"] is None and rng.random() < 0.5:
+                person["user_id"] = f"usr_silent_{rng.getrandbits(32):08x}"
+            person["properties"] = {**person["properties"],
+                                    "plan": rng.choice(["free", "pro", "team", "enterprise"]),
+                                    "crm_score": rng.randint(1, 100)}
+
+    def _shift_session(self, project: Project, after: List[Any]) -> None:
+        """A late event for a session already listed before `after` (the cursor) moves its
+        `start_time` just past the cursor, so a later page lists it again."""
+        at = int(after[0]) - self.rng.randint(1_000, MIN)
+        if at < self.now_ms - MAX_DELAY_MS + MIN:
+            return  # an event this old can no longer arrive
+        order = project.session_order or []
+        listed = order[bisect.bisect_right(order, tuple(after)):]
+        if not listed:
+            return
+        _, sid = listed[self.rng.randrange(min(len(listed), 50))]
+        session = project.sessions[sid]
+        event = {"id": self._uuid(), "event": "$pageview", "distinct_id": session["distinct_id"],
+                 "session_id": sid, "timestamp": iso_ms(at),
+                 "properties": {"$current_url": f"https://app.example{URLS[0]}",
+                                "$browser": session["browser"],
+                                "$device_type": session["device_type"],
+                                "$country": session["country"], "$referrer": "$direct"}}
+        self._on_process(project.id, event, at)
+        self.shifted.append(sid)
+
     # -- world: action definitions ---------------------------------------------------------
     def _on_action_change(self, pid: str, schedule: bool = True) -> None:
         actions, rng, now = self.projects[pid].actions, self.rng, iso_ms(self.now_ms)
@@ -209,11 +285,15 @@ class SessionVisionApi(EventWorld):
         s = project.sessions[sid]
         urls = sorted(project.session_urls[sid])
         duration = (s["end_ms"] - s["start_ms"]) // 1000
+        final = (not self.behaviour.finalise_sessions
+                 or self.now_ms >= s["end_ms"] + SESSION_TIMEOUT_MS)
         return {"id": sid, "distinct_id": s["distinct_id"], "start_time": iso_ms(s["start_ms"]),
                 "end_time": iso_ms(s["end_ms"]), "duration": duration,
                 "pageview_count": s["pageview_count"], "event_count": s["event_count"],
-                "is_bounce": s["pageview_count"] <= 1 and s["event_count"] <= 1,
-                "entry_url": urls[0][1], "exit_url": urls[-1][1], "country": s["country"],
+                "is_bounce": (s["pageview_count"] <= 1 and s["event_count"] <= 1
+                              if final else None),
+                "entry_url": urls[0][1], "exit_url": urls[-1][1] if final else None,
+                "country": s["country"],
                 "device_type": s["device_type"], "browser": s["browser"]}
 
     def event_definition(self, project: Project, name: str) -> Dict[str, Any]:
@@ -260,7 +340,9 @@ class SessionVisionApi(EventWorld):
             return self.error(401, "", "Missing or invalid authentication")
         if not request.path.startswith(PREFIX):
             return self.error(404, "", f"No route {request.path}")
-        parts = request.path[len(PREFIX):].strip("/").split("/")
+        parts = request.segments[len(PREFIX.strip("/").split("/")):]
+        if not parts:
+            return self.error(404, "", f"No route {request.path}")
         pid, rest = parts[0], parts[1:]
         if pid not in self.projects:
             return self.error(404, "", f"Project {pid} not found")
@@ -345,6 +427,13 @@ class SessionVisionApi(EventWorld):
         if project.session_order is None:
             project.session_order = sorted((s["start_ms"], sid)
                                            for sid, s in project.sessions.items())
+        shift = self.behaviour.shift_sessions
+        if shift and request.arg("cursor") and self.rng.random() < shift:
+            after = _cursor_key(request.arg("cursor") or "")
+            if after is not None:
+                self._shift_session(project, after)
+                project.session_order = sorted((s["start_ms"], sid)
+                                               for sid, s in project.sessions.items())
         order = project.session_order
         chosen = order[bisect.bisect_left(order, (lo, "")):bisect.bisect_left(order, (hi, ""))]
 
@@ -422,6 +511,14 @@ def _ascending(items: List[Tuple[List[Any], Dict[str, Any]]]) -> Rows:
 
 class _Invalid(ValueError):
     """A request parameter the API rejects with 400 INVALID_PARAMETER."""
+
+
+def _cursor_key(cursor: str) -> Optional[List[Any]]:
+    """The keyset position a cursor holds, or None for one that is not valid."""
+    try:
+        return list(json.loads(base64.urlsafe_b64decode(cursor))["k"])
+    except (ValueError, KeyError, TypeError):
+        return None
 
 
 def _equals(name: str, value: Any) -> Callable[[Dict[str, Any]], bool]:

@@ -17,9 +17,12 @@ from sources.timeutil import parse_ts
 MAX_AGE = timedelta(hours=1)
 
 
-def advance(state: Dict[str, Any], key: str, new: str, wrote: bool) -> None:
+def advance(state: Dict[str, Any], key: str, new: str, wrote: bool) -> bool:
     """Set `state[key]` to the ISO time `new` if rows were written under it, or it is unset,
-    or it is at least `MAX_AGE` older than `new`."""
+    or it is at least `MAX_AGE` older than `new`; True when it moved (state that goes with
+    the checkpoint may then move too)."""
     old = state.get(key)
     if wrote or old is None or parse_ts(new) - parse_ts(old) >= MAX_AGE:
         state[key] = new
+        return True
+    return False

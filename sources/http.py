@@ -16,6 +16,7 @@ import threading
 import time
 from datetime import datetime
 from typing import Any, Callable, Generator, Mapping, Optional
+from urllib.parse import quote
 
 import httpx
 import orjson
@@ -46,6 +47,17 @@ class HttpConfig(BaseConfiguration):
     backoff_max: float = None  # type: ignore[assignment]
     max_pages: int = None  # type: ignore[assignment]
     requests_per_second: float = None  # type: ignore[assignment]
+
+
+def segment(value: Any) -> str:
+    """`value` as one URL path segment, percent-encoded whole.
+
+    Every value a source puts in a path (an id, a distinct id) goes through this: ids are
+    free-form strings, and a raw `/`, `?`, `#`, `%` or space would change the path, start a
+    query or be dropped as a fragment. Example: `f"/persons/{segment('a/b?c')}"` ->
+    `/persons/a%2Fb%3Fc`.
+    """
+    return quote(str(value), safe="")
 
 
 class SyncError(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Dict, Iterator, Tuple
@@ -21,6 +22,7 @@ from sandbox.sessionvision import (
     MAX_DELAY_MS,
     OTHER_PROJECT,
     PROJECTS,
+    Behaviour,
     SessionVisionApi,
 )
 from sources.http import ApiClient, ApiError, BearerAuth, HttpConfig
@@ -40,6 +42,14 @@ PROMOTED = {"$current_url": "current_url", "$browser": "browser",
 def sessionvision(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[SessionVisionApi]:
     api = SessionVisionApi(parse_iso_ms(START), seed=3, visits_per_day=120, history_days=10,
                            late_share=0.08)
+    with serving(api, monkeypatch, tmp_path):
+        yield api
+
+
+@contextmanager
+def serving(api: SessionVisionApi, monkeypatch: pytest.MonkeyPatch,
+            tmp_path: Path) -> Iterator[SessionVisionApi]:
+    """`api` served on 127.0.0.1, with sessionsync configured to sync both its projects."""
     with Served(api) as served:
         isolate(monkeypatch, tmp_path, {
             "SOURCES__SESSIONVISION__BASE_URL": served.url,
@@ -153,9 +163,14 @@ def test_noop_sync_is_bounded_and_loads_no_duplicates(sessionvision: SessionVisi
                   if parse_iso_ms(e["timestamp"]) >= now - MAX_DELAY_MS - 120_000]
         bound += math.ceil((len(recent) + 1) / 1000)  # the 48-hour event window
         bound += 3  # the three definition lists (each under 1,000 rows)
+        persons = len(sessionvision.truth(p, "persons"))
+        assert sessionvision.count(f"/api/v1/projects/{p}/persons") == math.ceil(
+            min(persons, 5000) / 1000)  # the rolling slice (default recheck_rows)
+        maybe_open = [s for s in sessionvision.truth(p, "sessions")  # within their timeout
+                      if parse_iso_ms(s["end_time"]) >= now - 31 * 60_000]
+        assert sessionvision.count(f"/api/v1/projects/{p}/sessions") == len(maybe_open)
+        bound += math.ceil(min(persons, 5000) / 1000) + len(maybe_open)
     assert 0 < len(sessionvision.requests) <= bound
-    assert sessionvision.count(f"/api/v1/projects/{PROJECTS[0]}/sessions") == 0
-    assert sessionvision.count(f"/api/v1/projects/{PROJECTS[0]}/persons") == 0
     assert_equals_truth(sessionvision)  # also asserts no duplicate keys
 
 
@@ -225,3 +240,116 @@ def test_backfill_of_an_older_window_completes_the_history(
     assert result.ok, result.error
     assert result.chunks == 3 and result.rows["events"] == len(older)
     assert_equals_truth(sessionvision)
+
+
+def _sync_ok(destination: str = "duckdb") -> None:
+    result = sync_source("sessionvision", destination)
+    assert result.ok, result.error
+
+
+def test_awkward_distinct_ids_are_read_by_id_once_and_current(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Distinct ids are free-form: `/ ? # %` and spaces must reach the API as one segment."""
+    api = SessionVisionApi(parse_iso_ms(START), seed=5, visits_per_day=120, history_days=4,
+                           behaviour=Behaviour(awkward_ids=0.4))
+    with serving(api, monkeypatch, tmp_path):
+        _sync_ok()
+        api.reset_stats()
+        api.advance(DAY_S / 2)
+        _sync_ok()
+        data = assert_equals_truth(api)  # every person loaded, once, in its latest state
+    awkward = [r["distinct_id"] for r in data["persons"].values()
+               if any(c in r["distinct_id"] for c in "/?#% ")]
+    assert len(awkward) > 10, "the sandbox made too few awkward ids to prove anything"
+    by_id = [p for _, p in api.requests if "/persons/" in p]
+    assert any("%2F" in p for p in by_id) and any("%25" in p for p in by_id), by_id[:5]
+
+
+def test_persons_changed_without_an_event_are_current_within_the_bound(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Persons identified or given properties with no event are re-read by the rolling
+    slice: within ceil(persons / recheck_rows) + 1 slice advances, all are current."""
+    api = SessionVisionApi(parse_iso_ms(START), seed=7, visits_per_day=120, history_days=10)
+    with serving(api, monkeypatch, tmp_path):
+        monkeypatch.setenv("SOURCES__SESSIONVISION__RECHECK_ROWS", "100")
+        _sync_ok()
+        api.behaviour.update(silent_changes=40)
+        api.advance(2 * 3600)
+        api.behaviour.update(silent_changes=0)
+        before = loaded("persons")
+        stale = [(p, r["id"]) for p in PROJECTS for r in api.truth(p, "persons")
+                 if (p, r["id"]) in before and r["properties"] != _api_value(
+                     "properties", before[(p, r["id"])]["properties"])]
+        assert len(stale) > 20, "too few silent changes to prove anything"
+        persons = max(len(api.truth(p, "persons")) for p in PROJECTS)
+        for _ in range(math.ceil(persons / 100) + 2):  # the bound, plus new persons' pages
+            api.advance(3601)  # an hour: the slice moves on even in a quiet run
+            _sync_ok()
+        assert_equals_truth(api)
+
+
+def test_sessions_finalised_by_their_timeout_are_current_after_it(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A session read while open is read again once its inactivity timeout has passed, even
+    when no event of it arrives."""
+    api = SessionVisionApi(parse_iso_ms(START), seed=9, visits_per_day=600, history_days=2,
+                           behaviour=Behaviour(finalise_sessions=True))
+    with serving(api, monkeypatch, tmp_path):
+        _sync_ok()
+        opened = {k for k, r in loaded("sessions").items() if r["is_bounce"] is None}
+        events = {k[1] for k in loaded("events")}
+        api.advance(40 * 60)
+        quiet = {k for k in opened if not any(
+            e["session_id"] == k[1] and e["id"] not in events for e in api.truth(k[0], "events"))}
+        assert quiet, "no open session went quiet: this test would prove nothing"
+        _sync_ok()
+        rows = assert_equals_truth(api)
+    assert all(rows["sessions"][k]["is_bounce"] is not None for k in quiet)
+
+
+@pytest.mark.parametrize("destination", ["parquet", "duckdb"])
+def test_a_session_listed_twice_in_one_load_ends_as_one_latest_row(
+        destination: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A late event moves a session's `start_time` while its list is paged: it is listed
+    twice. The load keeps one row, the later read, and succeeds on Delta too."""
+    api = SessionVisionApi(parse_iso_ms(START), seed=13, visits_per_day=1500, history_days=3,
+                           behaviour=Behaviour(shift_sessions=1.0))
+    with serving(api, monkeypatch, tmp_path):
+        _sync_ok(destination)  # the first run lists every session
+        first = set(api.shifted)
+        assert first, "no session was listed twice in the first run"
+        events = {k[1] for k in loaded("events", destination)}
+        api.advance(DAY_S)
+        _sync_ok(destination)  # over 500 due sessions: the list again, merged into rows
+        rows = loaded("sessions", destination)  # asserts one row per key
+        new = {r["session_id"] for k, r in loaded("events", destination).items()
+               if k[1] not in events}
+    truth = {(p, s["id"]): s for p in PROJECTS for s in api.truth(p, "sessions")}
+    # sessions moved while the second run paged them, and due in it (they had new events;
+    # the others are refreshed by the next run, when it loads the moving event)
+    twice = {k for k in truth if k[1] in set(api.shifted) - first and k[1] in new}
+    assert twice, "no due session was listed twice in the second run"
+    for k in twice | {k for k in truth if k[1] in first}:
+        assert {f: _api_value(f, rows[k][f]) for f in truth[k]} == truth[k]
+
+
+def test_time_passing_and_every_behaviour_at_once_converge_to_the_truth(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The clock moves with every request and the world changes in every way the contract
+    allows while runs read it; once it stops, the stated bound's runs make the warehouse
+    equal the API (every watermark came from a response before the reads it covers)."""
+    api = SessionVisionApi(parse_iso_ms(START), seed=17, visits_per_day=600, history_days=4,
+                           behaviour=Behaviour(awkward_ids=0.2, finalise_sessions=True,
+                                               shift_sessions=1.0, silent_changes=10))
+    api.faults.update(tick_seconds=10)
+    with serving(api, monkeypatch, tmp_path):
+        for _ in range(3):
+            _sync_ok()
+            api.advance(1800)
+        assert api.shifted, "no session moved during paging"
+        api.faults.update(tick_seconds=0)
+        api.behaviour.update(silent_changes=0, shift_sessions=0)
+        for _ in range(2):  # persons fit in one slice: the bound is 2 slice advances
+            api.advance(3601)
+            _sync_ok()
+        assert_equals_truth(api)

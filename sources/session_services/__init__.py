@@ -34,7 +34,7 @@ from dlt.sources import DltResource
 
 from sources import checkpoint, partitions
 from sources.hints import MERGE
-from sources.http import PARTITION_STATUSES, ApiClient, ApiError, HttpConfig, SyncError
+from sources.http import PARTITION_STATUSES, ApiClient, ApiError, HttpConfig, SyncError, segment
 from sources.session_services import recheck
 from sources.session_services.client import SOURCE, AfterCursorPaginator, make_client
 from sources.session_services.settings import (
@@ -147,7 +147,7 @@ def session_services_source(
                     due.update({e: _earlier(floor, due.get(e, floor)) for e in again})
                 wrote = False
                 for event_id, floor in due.items():
-                    for records, _ in tenant.pages(f"/events/{event_id}/admissions",
+                    for records, _ in tenant.pages(f"/events/{segment(event_id)}/admissions",
                                                    "admissions"):
                         rows = _changed(tenant, records, floor)
                         wrote = wrote or bool(rows)

@@ -5,10 +5,13 @@ filters them on `timestamp`. Each run, per project:
 
 - `events`: lists events from the previous run's start (server time) less 48 hours, and
   emits those the warehouse does not hold yet. Cost: the new events plus that lookback.
-- `sessions` and `persons` change only when one of their events becomes visible (end time,
-  counts and bounce; `last_seen`, identify and `$set`). So each run refreshes exactly the
-  sessions and persons of the events it just loaded: by id when they are few, by paging the
-  list when they are many. The first run pages both lists whole.
+- `sessions` and `persons` change when one of their events becomes visible (end time,
+  counts and bounce; `last_seen`, identify and `$set`), so each run refreshes the sessions
+  and persons of the events it just loaded: by id when they are few, by paging the list
+  when they are many. The first run pages both lists whole. They also change with no event:
+  a session when its inactivity timeout passes (each run re-reads those that may have been
+  open when last read), a person identified or given properties through the platform (each
+  run re-reads a rolling slice of `recheck_rows` persons). Those are written only if changed.
 - definitions: the lists are small and read whole; rows whose content changed are emitted;
   action definitions that vanished (deleted upstream) get `deleted_at`.
 
@@ -34,7 +37,7 @@ from sources import checkpoint, fanout, partitions
 from sources.batches import Batches
 from sources.byid import fetch_each
 from sources.hints import MERGE
-from sources.http import ApiClient, ApiError, HttpConfig, SyncError
+from sources.http import ApiClient, ApiError, HttpConfig, SyncError, segment
 from sources.loaded import loaded_ids, read_loaded, sql_literal, sql_timestamp
 from sources.sessionvision.client import SOURCE, NextCursorPaginator, make_client
 from sources.sessionvision.settings import (
@@ -44,11 +47,14 @@ from sources.sessionvision.settings import (
     EVENT_DEFINITION_SCHEMA,
     EVENT_SCHEMA,
     MAX_DELAY_HOURS,
+    MAX_PAGE_SIZE,
     PERSON_SCHEMA,
     PROMOTED,
     PROPERTY_DEFINITION_SCHEMA,
+    RECHECK_ROWS,
     SESSION_SCHEMA,
     SESSION_SPAN_HOURS,
+    SESSION_TIMEOUT_MINUTES,
 )
 from sources.timeutil import arrow_times, format_ms, parse_ts
 
@@ -65,10 +71,11 @@ class _Project:
     persons: Optional[Set[str]] = None  # distinct ids of newly loaded events
     oldest_new: Optional[datetime] = None  # earliest timestamp among them
     windowed: bool = False  # a backfill window: only what its events touch is refreshed
+    since: Optional[datetime] = None  # `checked_at` before this run: earlier runs read after it
 
     @property
     def path(self) -> str:
-        return f"/api/v1/projects/{self.id}"
+        return f"/api/v1/projects/{segment(self.id)}"
 
     @contextmanager
     def guard(self) -> Iterator[None]:
@@ -135,6 +142,7 @@ def sessionvision_source(
     concurrency: int = dlt.config.value,
     http: HttpConfig = dlt.config.value,
     window: Optional[List[str]] = None,
+    recheck_rows: int = RECHECK_ROWS,
 ) -> List[DltResource]:
     """Events, sessions, persons and definitions of every project in `project_ids`.
 
@@ -148,7 +156,13 @@ def sessionvision_source(
         window: `[start, end)` ISO times for a backfill: events in it are read (`date_from`,
             `date_to`) and written if not yet loaded, and their sessions and persons
             refreshed, exactly like an incremental run; no incremental state is used.
+        recheck_rows: persons per project re-read each run by the rolling slice, which
+            catches identification and properties set with no event: every person is
+            re-read within `ceil(persons / recheck_rows) + 1` slice moves (see README).
     """
+    if not isinstance(recheck_rows, int) or recheck_rows < 1:
+        raise SyncError(f"{SOURCE}: setting recheck_rows must be a whole number of at least 1, "
+                        f"got {recheck_rows!r}")
     if not isinstance(project_ids, list) or not project_ids:
         raise SyncError(f"{SOURCE}: project_ids must be a non-empty JSON list of project ids")
     try:
@@ -199,17 +213,27 @@ def sessionvision_source(
     def sessions() -> Iterator[pa.Table]:
         for project, st in each_project():
             with project.guard():
+                due, known = project.sessions, {}
+                if due is not None and st.get("loaded"):
+                    known = {i: r for i, r in _maybe_open(project).items() if i not in due}
+                    due = due | known.keys()
                 yield from _changed_by_event(
-                    client, project, st, "sessions", project.sessions, concurrency,
-                    SESSION_SCHEMA, {"date_from": format_ms(start)})
+                    client, project, st, "sessions", due, concurrency,
+                    SESSION_SCHEMA, {"date_from": format_ms(start)}, known)
 
     @table("persons", PERSON_SCHEMA)
     def persons() -> Iterator[pa.Table]:
         for project, st in each_project():
             with project.guard():
+                rechecking = st.get("loaded") and not project.windowed
                 yield from _changed_by_event(
                     client, project, st, "persons", project.persons, concurrency,
                     PERSON_SCHEMA, {})
+                if rechecking and project.persons is not None:
+                    yield from _recheck(client, project, st, "persons", recheck_rows,
+                                        PERSON_SCHEMA)
+                elif not project.windowed:  # the first run read the whole list just now
+                    st.setdefault("recheck_at", format_ms(client.server_time()))
 
     @table("event_definitions", EVENT_DEFINITION_SCHEMA, ("project_id", "name"))
     def event_definitions() -> Iterator[pa.Table]:
@@ -247,8 +271,9 @@ def _plan_events(project: _Project, st: Dict[str, Any], start: datetime,
     else:
         since, lo, hi = st.get("checked_at"), start, None
         if since is not None:
+            project.since = parse_ts(since)
             lookback = timedelta(hours=MAX_DELAY_HOURS, seconds=CLOCK_MARGIN_SECONDS)
-            lo = max(start, parse_ts(since) - lookback)
+            lo = max(start, project.since - lookback)
     until = f" AND timestamp < {sql_timestamp(hi)}" if hi else ""
     known = loaded_ids("events", f"project_id = {sql_literal(project.id)} AND "
                                  f"timestamp >= {sql_timestamp(lo)}{until}")
@@ -284,11 +309,15 @@ def _text_column(values: List[Any]) -> pa.Array:
 
 def _changed_by_event(client: ApiClient, project: _Project, st: Dict[str, Any], kind: str,
                       due: Optional[Set[str]], concurrency: int, schema: pa.Schema,
-                      list_params: Dict[str, Any]) -> Iterator[pa.Table]:
-    """Sessions or persons touched by this run's new events (all of them on a first run).
+                      list_params: Dict[str, Any], known: Optional[Dict[str, Any]] = None
+                      ) -> Iterator[pa.Table]:
+    """Sessions or persons touched by this run's new events (all of them on a first run),
+    and any other `due` ones; a record due with no new event (its loaded row in `known`,
+    by id) is written only when it differs from that row.
 
     Few: read each by id. Many: page the list and keep the due ones (sessions from a day
-    before the earliest new event; a session that started earlier is then read by id).
+    before the earliest new event; a session that started earlier is then read by id). A
+    record listed twice (moved during paging) is kept twice; the runner keeps the later.
     """
     key = "id" if kind == "sessions" else "distinct_id"
     first_run = not st.get("loaded") and not project.windowed
@@ -296,21 +325,105 @@ def _changed_by_event(client: ApiClient, project: _Project, st: Dict[str, Any], 
         return
     if first_run or len(due or ()) > BY_ID_MAX:
         params = dict(list_params)
-        if not first_run and kind == "sessions" and project.oldest_new is not None:
-            params["date_from"] = format_ms(
-                project.oldest_new - timedelta(hours=SESSION_SPAN_HOURS))
-        left = set(due or ())
+        # sessions due for an event started a day before it at most; those maybe open
+        # when last read ended after `since` less the timeout
+        times = [t for t in (project.oldest_new, project.since) if t is not None]
+        if not first_run and kind == "sessions" and times:
+            params["date_from"] = format_ms(min(times) - timedelta(
+                hours=SESSION_SPAN_HOURS, minutes=SESSION_TIMEOUT_MINUTES))
+        wanted, listed = set(due or ()), set[str]()
         for page in NextCursorPaginator(client, f"{project.path}/{kind}", params).pages():
-            rows = [r for r in page if first_run or r[key] in left]
-            left -= {r[key] for r in rows}
-            if rows:
-                yield _table(rows, project.id, schema)
-        due = set() if first_run else left  # sessions that started before the listed window
-    paths = [f"{project.path}/{kind}/{i}" for i in sorted(due or ())]
+            rows = [r for r in page if first_run or r[key] in wanted]
+            listed.update(r[key] for r in rows)
+            changed = _changed(_table(rows, project.id, schema), known) if rows else None
+            if changed is not None:
+                yield changed
+        due = set() if first_run else wanted - listed  # started before the listed window
+    paths = [f"{project.path}/{kind}/{segment(i)}" for i in sorted(due or ())]
     rows = [body for _, body in fetch_each(client, paths, concurrency) if body is not None]
-    if rows:
-        yield _table(rows, project.id, schema)
+    changed = _changed(_table(rows, project.id, schema), known) if rows else None
+    if changed is not None:
+        yield changed
     st["loaded"] = True
+
+
+def _maybe_open(project: _Project) -> Dict[str, Any]:
+    """Loaded sessions (rows by id) that may have been open (inside their inactivity timeout) when a
+    run last read them: they can still change with no new event, when the timeout passes.
+
+    Every earlier read happened after `project.since` (a response before them), so a
+    session read open then ends after `since` less the timeout; once a run reads it after
+    its timeout has passed, its end is older than that run's `since` and it drops out.
+    """
+    if project.since is None or project.windowed:
+        return {}
+    horizon = project.since - timedelta(minutes=SESSION_TIMEOUT_MINUTES,
+                                        seconds=CLOCK_MARGIN_SECONDS)
+    return _loaded_rows("sessions", SESSION_SCHEMA, project,
+                        f"end_time >= {sql_timestamp(horizon)}")
+
+
+def _recheck(client: ApiClient, project: _Project, st: Dict[str, Any], kind: str,
+             rows: int, schema: pa.Schema) -> Iterator[pa.Table]:
+    """The rolling slice: `rows` records of the list from where the last slice ended
+    (wrapping to the top at its end), written when they differ from the warehouse.
+
+    It catches changes nothing signals (a person identified or given properties with no
+    event). Its position moves with `checkpoint.advance` (with rows written, or hourly), so
+    a quiet run re-reads the same slice and writes nothing.
+    """
+    limit = min(MAX_PAGE_SIZE, rows)
+    pages = -(-rows // limit)
+    start = st.get("recheck_cursor")
+    listed: Records = []
+    try:
+        paginator = NextCursorPaginator(client, f"{project.path}/{kind}", {"limit": limit},
+                                        start)
+        for n, page in enumerate(paginator.pages(), 1):
+            listed.extend(page)
+            if n == pages:
+                break
+    except ApiError as exc:
+        if exc.status != 400 or start is None:
+            raise
+        # the kept cursor no longer holds (expired, or the settings changed): start over
+        paginator = NextCursorPaginator(client, f"{project.path}/{kind}", {"limit": limit})
+        for n, page in enumerate(paginator.pages(), 1):
+            listed.extend(page)
+            if n == pages:
+                break
+    now = client.server_time()
+    changed = None
+    if listed:
+        table = _table(listed, project.id, schema)  # a stretch of the list by `created_at`
+        lo, hi = pc.min_max(table["created_at"]).values()
+        changed = _changed(table, _loaded_rows(
+            kind, schema, project, f"created_at BETWEEN {sql_timestamp(lo.as_py())} AND "
+                                   f"{sql_timestamp(hi.as_py())}"))
+    if changed is not None:
+        yield changed
+    wrote = changed is not None or bool(project.persons) or bool(project.sessions)
+    if checkpoint.advance(st, "recheck_at", format_ms(now), wrote):
+        st["recheck_cursor"] = paginator.next_cursor
+
+
+def _loaded_rows(kind: str, schema: pa.Schema, project: _Project,
+                 where: str) -> Dict[str, Any]:
+    """Rows of `kind` of the project matching `where` (SQL) in the warehouse, by id."""
+    loaded = read_loaded(kind, schema.names, f"project_id = {sql_literal(project.id)} AND "
+                                             f"{where}")
+    return {r["id"]: r for r in loaded.to_pylist()} if loaded is not None else {}
+
+
+def _changed(table: pa.Table, known: Optional[Dict[str, Any]]) -> Optional[pa.Table]:
+    """`table` without the rows `known` (loaded rows by id) holds as they are; None if
+    nothing is left."""
+    if not known:
+        return table
+    keep = [known.get(r["id"]) != r for r in table.to_pylist()]
+    if all(keep):
+        return table
+    return table.filter(pa.array(keep)) if any(keep) else None
 
 
 def _definitions(client: ApiClient, project: _Project, kind: str, key: str,

@@ -24,19 +24,22 @@ class NextCursorPaginator(Paginator):
     """Pages a keyset list with `cursor=<meta.next_cursor>` until `has_more` is false.
 
     The other parameters are sent unchanged on every page (the API refuses a cursor with
-    changed filters). Example: `GET /events?date_from=2026-11-01&limit=1000` ->
+    changed filters). `start` resumes at a cursor an earlier run kept; `next_cursor` is the
+    cursor of the page after the last one yielded (None once the list ended).
+    Example: `GET /events?date_from=2026-11-01&limit=1000` ->
     `{"data": [...], "meta": {"next_cursor": "eyJ...", "has_more": true}}` ->
     `GET /events?date_from=2026-11-01&limit=1000&cursor=eyJ...` -> ... `"has_more": false`.
     """
 
     def __init__(self, client: ApiClient, path: str,
-                 params: Optional[Dict[str, Any]] = None) -> None:
+                 params: Optional[Dict[str, Any]] = None, start: Optional[str] = None) -> None:
         super().__init__(client.source, f"GET {path}", client.config.max_pages)
         self.client, self.path = client, path
         self.params = {"limit": MAX_PAGE_SIZE, **(params or {})}
+        self.start = self.next_cursor = start
 
     def pages(self) -> Iterator[List[Dict[str, Any]]]:
-        cursor: Optional[str] = None
+        cursor = self.start
         while True:
             params = dict(self.params, **({"cursor": cursor} if cursor else {}))
             body = self.client.get_json(self.path, params=params)
@@ -48,6 +51,7 @@ class NextCursorPaginator(Paginator):
                                       "`data` and `meta`") from None
             if not isinstance(data, list):
                 raise PaginationError(f"{self.source}: GET {self.path} `data` is not a list")
+            self.next_cursor = cursor if more else None
             yield data
             if not more:
                 return

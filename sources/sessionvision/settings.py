@@ -7,6 +7,8 @@ MAX_DELAY_HOURS = 48  # an event becomes visible at most 48 hours after its time
 CLOCK_MARGIN_SECONDS = 60  # slack on the server-time watermark (its Date has whole seconds)
 SESSION_SPAN_HOURS = 24  # a session started at most this long before one of its events
 BY_ID_MAX = 500  # more changed sessions/persons than this: page the list instead
+SESSION_TIMEOUT_MINUTES = 30  # a session can change until this long after its last event
+RECHECK_ROWS = 5000  # default persons per project the rolling slice re-reads each run
 
 # Well-known event properties BI needs, promoted to real columns (name in the API -> column).
 PROMOTED = {"$current_url": "current_url", "$browser": "browser",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Dict, Iterable, Iterator, Optional, Tuple
 
 from sources.byid import fetch_each
-from sources.http import ApiClient, BearerAuth, HttpConfig
+from sources.http import ApiClient, BearerAuth, HttpConfig, segment
 
 SOURCE = "tagbase"
 JSONAPI = "application/vnd.api+json"
@@ -25,6 +25,7 @@ def make_client(base_url: str, api_key: str, http: HttpConfig) -> ApiClient:
 def fetch_by_id(client: ApiClient, kind: str, ids: Iterable[str],
                 concurrency: int) -> Iterator[Tuple[str, Optional[Dict[str, Any]]]]:
     """`(id, data)` for each id of `kind` (`sessions` or `tags`); data is None on a 404."""
-    paths = [f"/api/v1/{kind}/{rid}" for rid in ids]
-    for path, body in fetch_each(client, paths, concurrency):
-        yield path.rsplit("/", 1)[-1], body["data"] if body is not None else None
+    ids = list(ids)
+    paths = [f"/api/v1/{kind}/{segment(rid)}" for rid in ids]
+    for rid, (_, body) in zip(ids, fetch_each(client, paths, concurrency), strict=True):
+        yield rid, body["data"] if body is not None else None

@@ -366,32 +366,28 @@ def _maybe_open(project: _Project) -> Dict[str, Any]:
 def _recheck(client: ApiClient, project: _Project, st: Dict[str, Any], kind: str,
              rows: int, schema: pa.Schema) -> Iterator[pa.Table]:
     """The rolling slice: `rows` records of the list from where the last slice ended
-    (wrapping to the top at its end), written when they differ from the warehouse.
+    (going on at the top when the list ends, so a slice as long as the list re-reads all
+    of it), written when they differ from the warehouse.
 
     It catches changes nothing signals (a person identified or given properties with no
     event). Its position moves with `checkpoint.advance` (with rows written, or hourly), so
     a quiet run re-reads the same slice and writes nothing.
     """
     limit = min(MAX_PAGE_SIZE, rows)
-    pages = -(-rows // limit)
+    budget = -(-rows // limit)  # pages this slice reads at most
+    path = f"{project.path}/{kind}"
     start = st.get("recheck_cursor")
     listed: Records = []
     try:
-        paginator = NextCursorPaginator(client, f"{project.path}/{kind}", {"limit": limit},
-                                        start)
-        for n, page in enumerate(paginator.pages(), 1):
-            listed.extend(page)
-            if n == pages:
-                break
+        after, budget = _read_slice(client, path, limit, start, budget, listed)
     except ApiError as exc:
         if exc.status != 400 or start is None:
             raise
         # the kept cursor no longer holds (expired, or the settings changed): start over
-        paginator = NextCursorPaginator(client, f"{project.path}/{kind}", {"limit": limit})
-        for n, page in enumerate(paginator.pages(), 1):
-            listed.extend(page)
-            if n == pages:
-                break
+        start = None
+        after, budget = _read_slice(client, path, limit, None, budget, listed)
+    if after is None and start is not None and budget:  # the list ended: go on at its top
+        after, _ = _read_slice(client, path, limit, None, budget, listed)
     now = client.server_time()
     changed = None
     if listed:
@@ -404,7 +400,23 @@ def _recheck(client: ApiClient, project: _Project, st: Dict[str, Any], kind: str
         yield changed
     wrote = changed is not None or bool(project.persons) or bool(project.sessions)
     if checkpoint.advance(st, "recheck_at", format_ms(now), wrote):
-        st["recheck_cursor"] = paginator.next_cursor
+        st["recheck_cursor"] = after
+
+
+def _read_slice(client: ApiClient, path: str, limit: int, start: Optional[str], budget: int,
+                into: Records) -> Tuple[Optional[str], int]:
+    """Read up to `budget` pages of the list at `path` from cursor `start` into `into`.
+
+    Returns the cursor of the page after the last one read (None once the list ended) and
+    the pages of the budget left.
+    """
+    paginator = NextCursorPaginator(client, path, {"limit": limit}, start)
+    for page in paginator.pages():
+        into.extend(page)
+        budget -= 1
+        if budget == 0:
+            break
+    return paginator.next_cursor, budget
 
 
 def _loaded_rows(kind: str, schema: pa.Schema, project: _Project,

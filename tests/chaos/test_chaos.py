@@ -5,7 +5,9 @@ Each round, per source, with its own recorded seed: advance the sandbox clock a 
 (429 bursts, 5xx with JSON, HTML or empty bodies, responses slower than the read timeout,
 connection resets, truncated JSON, a repeated page); run `sessionsync sync` in a process and
 SIGKILL it after a random number of requests or a random time, or let it finish; then switch
-faults off, sync once more and compare the warehouse with the sandbox's truth.
+faults off, sync once more and compare the warehouse with the sandbox's truth. Besides faults,
+each round switches on at random what the API's contract allows and our code must survive
+(`BEHAVIOURS`): time passing during a run, changes nothing signals, torn log members...
 
     .venv/bin/python -m pytest -m chaos --chaos-runs 200 [--chaos-seed S]
 
@@ -51,6 +53,24 @@ FAULTS = (("rate_429", 0.2), ("rate_5xx", 0.15), ("rate_slow", 0.04), ("rate_res
           # not a fault: the server clock moves up to this many seconds per request, so the
           # world changes while the run pages through it
           ("tick_seconds", 600.0))
+# What each sandbox can do besides faults, all that its API's contract allows: changes no
+# event or list order signals, records changed during their own scan, an event in both the
+# live and the deleted list, torn and split gzip members in the verification log, ... Each
+# is switched on with probability 1/2 at a random level up to the one given.
+BEHAVIOURS: Dict[str, Tuple[Tuple[str, float], ...]] = {
+    "mobilenext": (),
+    "session_services": (("served_change_rate", 0.5), ("unsignalled_per_day", 30.0),
+                         ("delete_between_lists", 0.5)),
+    "tagbase": (("torn_rate", 0.4), ("split_rate", 0.5)),
+    "sessionvision": (("awkward_ids", 0.3), ("silent_changes", 20.0),
+                      ("finalise_sessions", 1.0), ("shift_sessions", 0.5)),
+}
+# The clean run re-verifies everything a source otherwise re-reads on a rolling schedule
+# (each bound is documented in the source's README and tested on its own), so the
+# comparison with the truth can be exact.
+CLEAN_RUN = {"SOURCES__MOBILENEXT__RECONCILE_EVERY_HOURS": "0",
+             "SOURCES__SESSION_SERVICES__RECHECK_HOURS": "0",
+             "SOURCES__SESSIONVISION__RECHECK_ROWS": str(10**9)}
 
 
 @pytest.mark.chaos
@@ -81,6 +101,9 @@ def test_faults_and_kills_lose_and_duplicate_nothing(source: str,
 def _round(api: Any, source: str, seed: int, stats: Counter) -> None:
     rng = random.Random(seed)
     truth, longest = SOURCES[source]
+    behaviours = {name: rng.uniform(0.01, top) * (rng.random() < 0.5)
+                  for name, top in BEHAVIOURS[source]}
+    _switch(api, behaviours)
     api.advance(rng.uniform(0, longest))
     chosen = {name: rng.uniform(0.01, top) for name, top in FAULTS if rng.random() < 0.5}
     api.faults.update(retry_after=0, slow_seconds=1.5, **chosen)
@@ -121,13 +144,16 @@ def _round(api: Any, source: str, seed: int, stats: Counter) -> None:
         stats["failed_clearly"] += 1
 
     api.faults = Faults()
-    # Mobile Next finds deletions of sessions older than its window on the daily reconcile
-    # scan (documented); the clean run reconciles so the comparison can be exact.
-    os.environ["SOURCES__MOBILENEXT__RECONCILE_EVERY_HOURS"] = "0"
+    _switch(api, dict.fromkeys(behaviours, 0.0))
+    stats["behaviours_on"] += sum(1 for level in behaviours.values() if level)
+    if source == "tagbase":  # the writer finishes what it had begun, as a restarted one does
+        api.flush_log(final=True)
+    os.environ.update(CLEAN_RUN)
     try:
         clean = sync_source(source)
     finally:
-        del os.environ["SOURCES__MOBILENEXT__RECONCILE_EVERY_HOURS"]
+        for name in CLEAN_RUN:
+            del os.environ[name]
     assert clean.ok, clean.error
     truth(api)
     with connect("duckdb", resolve_location("duckdb", None)) as con:
@@ -137,6 +163,13 @@ def _round(api: Any, source: str, seed: int, stats: Counter) -> None:
                                     "WHERE table_schema = ?", [source]).fetchall()
             if not t.startswith("_dlt"))
     stats["rounds"] += 1
+
+
+def _switch(api: Any, levels: Dict[str, float]) -> None:
+    """Set the sandbox's behaviour switches (sessionvision keeps them in `api.behaviour`)."""
+    target = getattr(api, "behaviour", api)
+    for name, level in levels.items():
+        setattr(target, name, type(getattr(target, name))(level))
 
 
 def _kill(proc: subprocess.Popen) -> None:

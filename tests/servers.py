@@ -99,9 +99,9 @@ def start_postgres() -> Postgres:
 
 @dataclass
 class S3:
-    """moto's S3-compatible server on 127.0.0.1, with one access key pair."""
+    """moto's S3-compatible server on 127.0.0.1 (a process of its own), with one key pair."""
 
-    server: Any
+    process: subprocess.Popen
     endpoint: str
     key_id: str
     secret: str
@@ -123,14 +123,30 @@ class S3:
                             aws_access_key_id=self.key_id, aws_secret_access_key=self.secret)
 
     def stop(self) -> None:
-        self.server.stop()
+        self.process.terminate()
+        self.process.wait(timeout=10)
 
 
 def start_s3() -> S3:
-    from moto.server import ThreadedMotoServer
+    """Start `moto_server` in its own process (a server thread in the test process would
+    share its GIL with delta-rs calls that wait on it)."""
+    import sys
+
+    import httpx
 
     port = free_port()
-    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
-    server.start()
-    return S3(server, f"http://127.0.0.1:{port}", "AKIA" + secrets.token_hex(8).upper(),
+    process = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H",
+                                "127.0.0.1", "-p", str(port)],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    endpoint = f"http://127.0.0.1:{port}"
+    for _ in range(200):
+        try:
+            httpx.get(endpoint + "/moto-api/", timeout=1)
+            break
+        except httpx.TransportError:
+            time.sleep(0.05)
+    else:
+        process.kill()
+        raise RuntimeError("moto_server did not start")
+    return S3(process, endpoint, "AKIA" + secrets.token_hex(8).upper(),
               "s3-" + secrets.token_hex(16))

@@ -173,9 +173,12 @@ class _ObjectLease:
 
     def acquire(self) -> None:
         if not self._put(IfNoneMatch="*"):
-            current = self.fs.call_s3("get_object", Bucket=self.bucket, Key=self.key)
-            body: Dict[str, Any] = json.loads(current["Body"].read() or b"{}")
-            if not self._stale(body) or not self._put(IfMatch=current["ETag"]):
+            path = f"{self.bucket}/{self.key}"
+            etag = self.fs.info(path, refresh=True)["ETag"]  # before the body: see below
+            body: Dict[str, Any] = json.loads(self.fs.cat_file(path) or b"{}")
+            # If the object changed after `etag` was read, the put below fails (412), so a
+            # lock renewed or taken meanwhile is never overwritten.
+            if not self._stale(body) or not self._put(IfMatch=etag):
                 raise _refused(self.source, str(body.get("holder", "unknown")))
             log.warning("%s: taking over a lock its holder left behind (%s)", self.source,
                         body.get("holder", "unknown"))

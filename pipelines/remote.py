@@ -72,9 +72,11 @@ def attach_postgres(con: duckdb.DuckDBPyConnection, read_only: bool) -> None:
 
 
 def filesystem_config(url: str) -> Any:
-    """dlt's resolved filesystem configuration for a bucket URL."""
+    """dlt's resolved filesystem configuration for a bucket URL (credentials and bucket;
+    outside a pipeline its dataset and local folder stay unset)."""
     try:
-        return dlt.destinations.filesystem(bucket_url=url).configuration(None)  # type: ignore[arg-type]
+        return dlt.destinations.filesystem(bucket_url=url).configuration(
+            None, accept_partial=True)  # type: ignore[arg-type]
     except ConfigurationException as exc:
         raise SyncError(f"{url}: missing or unreadable storage credentials "
                         f"({type(exc).__name__}); set {S3_SETTING}") from None

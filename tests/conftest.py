@@ -150,7 +150,7 @@ def s3_server() -> Iterator[Any]:
 
 
 @pytest.fixture
-def s3(s3_server: Any, monkeypatch: pytest.MonkeyPatch, request: Any) -> Any:
+def s3(s3_server: Any, monkeypatch: pytest.MonkeyPatch, request: Any) -> Any:  # after a sandbox
     """A fresh bucket, set as the file warehouse `s3://<bucket>/warehouse` with dlt's
     filesystem credentials."""
     import re

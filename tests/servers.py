@@ -135,8 +135,11 @@ def start_s3() -> S3:
     import httpx
 
     port = free_port()
+    # Requests must be signed with a key the server knows (after the three that create it),
+    # so a wrong secret is refused as it would be by a real S3.
     process = subprocess.Popen([str(Path(sys.executable).parent / "moto_server"), "-H",
                                 "127.0.0.1", "-p", str(port)],
+                               env={**os.environ, "INITIAL_NO_AUTH_ACTION_COUNT": "3"},
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     endpoint = f"http://127.0.0.1:{port}"
     for _ in range(200):
@@ -148,5 +151,13 @@ def start_s3() -> S3:
     else:
         process.kill()
         raise RuntimeError("moto_server did not start")
-    return S3(process, endpoint, "AKIA" + secrets.token_hex(8).upper(),
-              "s3-" + secrets.token_hex(16))
+    import boto3
+
+    iam = boto3.client("iam", endpoint_url=endpoint, region_name="us-east-1",
+                       aws_access_key_id="bootstrap", aws_secret_access_key="bootstrap")
+    iam.create_user(UserName="sessionsync")
+    iam.put_user_policy(UserName="sessionsync", PolicyName="s3", PolicyDocument=(
+        '{"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*", '
+        '"Resource": "*"}]}'))
+    key = iam.create_access_key(UserName="sessionsync")["AccessKey"]
+    return S3(process, endpoint, key["AccessKeyId"], key["SecretAccessKey"])

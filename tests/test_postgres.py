@@ -151,3 +151,28 @@ def _pg_bin(name: str) -> Path:
     from pgserver._commands import POSTGRES_BIN_PATH
 
     return Path(POSTGRES_BIN_PATH) / name
+
+
+def test_a_load_that_carries_a_record_twice_keeps_one_row(
+        postgres: Any, mobilenext: MobileNextApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Why merges on Postgres are delete-insert: a load job re-run after a kill stages its rows
+    again. dlt's Postgres upsert (MERGE INTO from staging) fails on a key staged twice;
+    delete-insert keeps one row per id."""
+    import pyarrow as pa
+
+    import sources.mobilenext as source
+    from sources.batches import Batches
+
+    class Twice(Batches):
+        def flush(self) -> pa.Table | None:
+            batch = super().flush()
+            return None if batch is None else pa.concat_tables([batch, batch])
+
+    monkeypatch.setenv("SOURCES__MOBILENEXT__RECONCILE_EVERY_HOURS", "0")  # exact deletions
+    monkeypatch.setattr(source, "Batches", Twice)
+    first = sync_source("mobilenext", "postgres")
+    assert first.ok, first.error
+    mobilenext.advance(3600)
+    second = sync_source("mobilenext", "postgres")
+    assert second.ok, second.error
+    assert_equals_truth(mobilenext, "postgres")  # asserts every id once

@@ -172,16 +172,24 @@ class _ObjectLease:
         return True
 
     def acquire(self) -> None:
-        if not self._put(IfNoneMatch="*"):
+        for attempt in range(3):  # again if the holder released it while we looked
+            if self._put(IfNoneMatch="*"):
+                break
             path = f"{self.bucket}/{self.key}"
-            etag = self.fs.info(path, refresh=True)["ETag"]  # before the body: see below
-            body: Dict[str, Any] = json.loads(self.fs.cat_file(path) or b"{}")
+            try:
+                etag = self.fs.info(path, refresh=True)["ETag"]  # before the body: see below
+                body: Dict[str, Any] = json.loads(self.fs.cat_file(path) or b"{}")
+            except FileNotFoundError:
+                if attempt == 2:
+                    raise
+                continue
             # If the object changed after `etag` was read, the put below fails (412), so a
             # lock renewed or taken meanwhile is never overwritten.
             if not self._stale(body) or not self._put(IfMatch=etag):
                 raise _refused(self.source, str(body.get("holder", "unknown")))
             log.warning("%s: taking over a lock its holder left behind (%s)", self.source,
                         body.get("holder", "unknown"))
+            break
         self.renewer = threading.Thread(target=self._renew, name="sessionsync-lease",
                                         daemon=True)
         self.renewer.start()

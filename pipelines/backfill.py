@@ -24,10 +24,10 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence
 import dlt
 from dlt.sources import DltResource
 
-from pipelines.lock import LockedError, source_lock
+from pipelines.lock import LockedError, warehouse_lock
 from pipelines.run import SyncResult, make_pipeline, one_line_error, sync_locked
 from pipelines.status import parse_duration
-from pipelines.warehouse import pipelines_dir, resolve_location
+from pipelines.warehouse import resolve_location
 from sources import partitions
 from sources.http import SyncError
 from sources.timeutil import parse_ts
@@ -95,7 +95,7 @@ def backfill(source: str, start: str, end: Optional[str], chunk: str,
         location = resolve_location(destination, warehouse)
         name = f"sessionsync_{source}_backfill"
         result = BackfillResult(source, ok=True, chunks=len(chunks))
-        with source_lock(source, pipelines_dir(destination, location)):
+        with warehouse_lock(source, destination, location):
             done = _completed(_without_unloaded(make_pipeline(source, destination, warehouse,
                                                               name), source), source, job)
             for n, piece in enumerate(chunks, start=1):

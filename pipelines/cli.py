@@ -23,9 +23,11 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
 out = Console()
 err = Console(stderr=True)
 
-Destination = Annotated[str, typer.Option(help="duckdb (one file) or parquet (Delta tables).")]
+Destination = Annotated[str, typer.Option(
+    help="duckdb (one file), parquet (Delta tables, local or s3://) or postgres.")]
 Warehouse = Annotated[Optional[str], typer.Option(
-    help="DuckDB file or file-warehouse folder; default from .dlt/config.toml [sessionsync].")]
+    help="DuckDB file, or Delta folder / s3://bucket/path; default from [sessionsync]. "
+         "Postgres: see [destination.postgres.credentials].")]
 
 
 def _report(results: List[SyncResult]) -> int:

@@ -31,7 +31,7 @@ def run_demo(warehouse: Optional[str] = None) -> Tuple[List[SyncResult], dict, L
     finally:
         for server in servers.values():
             server.stop()
-    location: Path = resolve_location("duckdb", warehouse)
+    location = Path(resolve_location("duckdb", warehouse))
     counts, bi_rows = {}, []
     if location.exists():
         with connect("duckdb", location) as con:

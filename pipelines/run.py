@@ -6,7 +6,6 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import dlt
@@ -15,9 +14,9 @@ from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.sources import DltResource
 
 from pipelines import runlog
-from pipelines.lock import LockedError, source_lock
+from pipelines.lock import LockedError, warehouse_lock
 from pipelines.registry import source_factory
-from pipelines.warehouse import dlt_destination, pipelines_dir, resolve_location
+from pipelines.warehouse import Location, dlt_destination, pipelines_dir, resolve_location
 from sources import dedup, partitions, runstats
 from sources.hints import DUCKDB_MERGE, MERGE
 from sources.http import SyncError
@@ -59,7 +58,7 @@ def sync_source(source: str, destination: str = "duckdb", warehouse: Optional[st
     """
     try:
         location = resolve_location(destination, warehouse)
-        with source_lock(source, pipelines_dir(destination, location)):
+        with warehouse_lock(source, destination, location):
             return sync_locked(source, destination, warehouse, location, mode)
     except LockedError as exc:
         return SyncResult(source, ok=False, error=str(exc), locked=True)
@@ -68,7 +67,7 @@ def sync_source(source: str, destination: str = "duckdb", warehouse: Optional[st
         return SyncResult(source, ok=False, error=one_line_error(source, exc))
 
 
-def sync_locked(source: str, destination: str, warehouse: Optional[str], location: Path,
+def sync_locked(source: str, destination: str, warehouse: Optional[str], location: Location,
                 mode: str, pipeline_name: Optional[str] = None,
                 only: Optional[Sequence[str]] = None, extra: Optional[DltResource] = None,
                 **source_args: Any) -> SyncResult:
@@ -95,7 +94,7 @@ def sync_locked(source: str, destination: str, warehouse: Optional[str], locatio
             for resource in data.selected_resources.values():
                 if resource.write_disposition == MERGE:
                     dedup.apply(resource)  # one row per key per load, the latest read
-                    if destination == "duckdb":
+                    if destination != "parquet":  # DuckDB, Postgres: see sources/hints.py
                         resource.apply_hints(write_disposition=DUCKDB_MERGE)
             if extra is not None:
                 data.resources.add(extra)

@@ -10,14 +10,13 @@ from __future__ import annotations
 import logging
 from collections import Counter
 from datetime import datetime
-from pathlib import Path
 from typing import Any, Dict, List, Optional
 
-import duckdb
 import pyarrow as pa
 
 from pipelines.registry import HIGH_WATER
-from pipelines.warehouse import connect
+from pipelines.remote import object_store
+from pipelines.warehouse import Location, connect
 from sources.http import SyncError
 
 log = logging.getLogger("sessionsync")
@@ -61,7 +60,7 @@ def run_rows(run_id: str, source: str, resources: List[str], mode: str, started:
     return out
 
 
-def high_water_marks(source: str, destination: str, location: Path) -> Dict[str, Any]:
+def high_water_marks(source: str, destination: str, location: Location) -> Dict[str, Any]:
     """The newest record time loaded per resource (see `registry.HIGH_WATER`)."""
     try:
         with connect(destination, location) as con:
@@ -85,26 +84,43 @@ def scalar(con: Any, sql: str) -> Any:
     return row[0] if row else None
 
 
-def write(rows: List[Dict[str, Any]], source: str, destination: str, location: Path) -> None:
+def write(rows: List[Dict[str, Any]], source: str, destination: str, location: Location) -> None:
     """Append run rows to the warehouse; a failure here is logged, never raised.
 
-    One atomic append (a DuckDB INSERT, a Delta commit) straight to the table, not a dlt
-    load: a run that loaded nothing leaves no load package behind, and logging costs
-    milliseconds instead of a pipeline run.
+    One atomic append (an INSERT into DuckDB or Postgres, a Delta commit) straight to the
+    table, not a dlt load: a run that loaded nothing leaves no load package behind, and
+    logging costs milliseconds instead of a pipeline run. Writers of different sources may
+    append at once (Postgres, object storage): a first append that races another's
+    `CREATE TABLE` is tried again.
     """
     if not rows:
         return
     runs = pa.Table.from_pylist(rows, schema=SCHEMA)
-    try:
-        if destination == "duckdb":
-            with duckdb.connect(str(location)) as con:
-                con.execute(f"CREATE SCHEMA IF NOT EXISTS {DATASET}")
-                con.execute(f"CREATE TABLE IF NOT EXISTS {DATASET}.{TABLE} AS "
-                            "SELECT * FROM runs LIMIT 0")
-                con.execute(f"INSERT INTO {DATASET}.{TABLE} BY NAME SELECT * FROM runs")
-        else:
-            from deltalake import write_deltalake  # only the file warehouse needs it
+    for attempt in range(3):
+        try:
+            _append(runs, destination, location)
+            return
+        except Exception as exc:  # the sync's own outcome stands  # noqa: BLE001
+            if attempt == 2:
+                log.warning("%s: could not write the run log: %s", source,
+                            " ".join(str(exc).split())[:200])
 
-            write_deltalake(str(location / DATASET / TABLE), runs, mode="append")
-    except Exception as exc:  # the sync's own outcome stands  # noqa: BLE001
-        log.warning("%s: could not write the run log: %s", source, " ".join(str(exc).split())[:200])
+
+def _append(runs: pa.Table, destination: str, location: Location) -> None:
+    if destination == "parquet":
+        from deltalake import write_deltalake  # only the file warehouse needs it
+
+        options: Dict[str, str] = {}
+        if isinstance(location, str):
+            options = object_store(location)[1]
+            path = f"{location}/{DATASET}/{TABLE}"
+        else:
+            path = str(location / DATASET / TABLE)
+        write_deltalake(path, runs, mode="append", storage_options=options or None)
+        return
+    with connect(destination, location, read_only=False) as con:
+        con.register("runs", runs)
+        con.execute(f"CREATE SCHEMA IF NOT EXISTS {DATASET}")
+        con.execute(f"CREATE TABLE IF NOT EXISTS {DATASET}.{TABLE} AS "
+                    "SELECT * FROM runs LIMIT 0")
+        con.execute(f"INSERT INTO {DATASET}.{TABLE} BY NAME SELECT * FROM runs")

@@ -5,13 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import dlt
 
 from pipelines import runlog
-from pipelines.warehouse import connect
+from pipelines.warehouse import Location, connect
 from sources.http import SyncError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
@@ -48,7 +47,7 @@ def max_lag(source: str) -> Optional[float]:
     return parse_duration(value, f"sources.{source}.max_lag") if value else None
 
 
-def status(sources: Sequence[str], destination: str, location: Path,
+def status(sources: Sequence[str], destination: str, location: Location,
            now: Optional[datetime] = None) -> List[ResourceStatus]:
     """One entry per source and resource with a high-water mark or a run log row."""
     now = now or datetime.now(UTC)

@@ -1,37 +1,72 @@
-"""Warehouse locations, dlt destinations, and one read interface over both warehouses.
+"""Warehouse locations, dlt destinations, and one read interface over every warehouse.
 
 `duckdb` is one DuckDB file. `parquet` is a folder of Delta tables (Parquet files plus a
-transaction log): plain Parquet cannot upsert, and merged tables must read back as their
-current state with one row per id, which Delta gives. `connect()` opens either one as a
-DuckDB connection where every table is `<source>.<table>`, for BI queries and for tests.
+transaction log), local or on S3-compatible storage (`s3://bucket/path`): plain Parquet
+cannot upsert, and merged tables must read back as their current state with one row per id,
+which Delta gives. `postgres` is a Postgres database, one schema per source. `connect()`
+opens any of them as a DuckDB connection where every table is `<source>.<table>`, for BI
+queries, the run log, `status` and tests.
 """
 
 from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any, Dict, List, Optional
+from typing import Any, Dict, List, Optional, Union
 
 import dlt
 import duckdb
 
+from pipelines import remote
 from pipelines.delta import ensure_delta_extension
 from sources.http import SyncError
 
-DESTINATIONS = ("duckdb", "parquet")
+DESTINATIONS = ("duckdb", "parquet", "postgres")
+# Defaults, each overridable in [sessionsync] (or SESSIONSYNC__<KEY>).
+DEFAULTS = {"warehouse": "warehouse/sessionsync.duckdb", "file_warehouse": "warehouse/files",
+            "pipelines_dir": "var/pipelines"}
+
+# A local path, or the URL of a warehouse on another host (`s3://...`, or the Postgres
+# database's address without its password).
+Location = Union[Path, str]
 
 
-def resolve_location(destination: str, warehouse: Optional[str]) -> Path:
-    """The warehouse path: the `--warehouse` option, else the configured default."""
+def setting(key: str) -> Any:
+    """A `[sessionsync]` setting, or its default in code."""
+    value: Any = dlt.config.get(f"sessionsync.{key}")
+    return value if value is not None else DEFAULTS[key]
+
+
+def resolve_location(destination: str, warehouse: Optional[str]) -> Location:
+    """Where the warehouse is: the `--warehouse` option, else the configured default.
+
+    Postgres takes its database from dlt's credentials, so `--warehouse` does not apply.
+    """
     if destination not in DESTINATIONS:
         raise SyncError(
             f"unknown destination {destination!r}; use one of {', '.join(DESTINATIONS)}")
-    key = "sessionsync.warehouse" if destination == "duckdb" else "sessionsync.file_warehouse"
-    return Path(warehouse or dlt.config[key]).absolute()
+    if destination == "postgres":
+        if warehouse:
+            raise SyncError("--warehouse does not apply to postgres: the database is "
+                            f"{remote.POSTGRES_SETTING}")
+        return remote.postgres_name(remote.postgres_credentials())
+    value = str(warehouse or setting("warehouse" if destination == "duckdb" else "file_warehouse"))
+    if destination == "parquet" and "://" in value and not value.startswith("file://"):
+        return value.rstrip("/")
+    return Path(value.removeprefix("file://")).absolute()
 
 
-def dlt_destination(destination: str, location: Path) -> Any:
+def is_remote(location: Location) -> bool:
+    """True for a warehouse on another host (Postgres, object storage)."""
+    return isinstance(location, str)
+
+
+def dlt_destination(destination: str, location: Location) -> Any:
     """The dlt destination object for a warehouse."""
+    if destination == "postgres":
+        return dlt.destinations.postgres()
+    if isinstance(location, str):
+        return dlt.destinations.filesystem(bucket_url=location)
     if destination == "duckdb":
         location.parent.mkdir(parents=True, exist_ok=True)
         return dlt.destinations.duckdb(str(location))
@@ -39,38 +74,65 @@ def dlt_destination(destination: str, location: Path) -> Any:
     return dlt.destinations.filesystem(bucket_url=location.as_uri())
 
 
-def pipelines_dir(destination: str, location: Path) -> Path:
+def pipelines_dir(destination: str, location: Location) -> Path:
     """dlt working folder for one warehouse, so two warehouses never share local state."""
     digest = hashlib.sha1(str(location).encode()).hexdigest()[:10]
-    return Path(dlt.config["sessionsync.pipelines_dir"]).absolute() / f"{destination}-{digest}"
+    return Path(setting("pipelines_dir")).absolute() / f"{destination}-{digest}"
 
 
-def connect(destination: str, location: Path) -> duckdb.DuckDBPyConnection:
-    """A read-only DuckDB view of a warehouse, every table reachable as `<source>.<table>`."""
+def connect(destination: str, location: Location,
+            read_only: bool = True) -> duckdb.DuckDBPyConnection:
+    """A DuckDB view of a warehouse, every table reachable as `<source>.<table>`.
+
+    Read-only unless `read_only` is False (the run log's appends to DuckDB and Postgres).
+    """
     if destination == "duckdb":
-        if not location.exists():
+        assert isinstance(location, Path)
+        if read_only and not location.exists():
             raise SyncError(f"no warehouse at {location}; run `sessionsync sync` first")
-        return duckdb.connect(str(location), read_only=True)
-    ensure_delta_extension()
+        return duckdb.connect(str(location), read_only=read_only)
     con = duckdb.connect()
-    con.execute("LOAD delta")
-    for log in sorted(location.glob("*/*/_delta_log")):
-        table_dir = log.parent
-        schema, table = table_dir.parent.name, table_dir.name
-        con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
-        con.execute(
-            f"CREATE VIEW \"{schema}\".\"{table}\" AS SELECT * FROM delta_scan('{table_dir}')"
-        )
-    return con
+    try:
+        if destination == "postgres":
+            remote.attach_postgres(con, read_only)
+            return con
+        ensure_delta_extension()
+        con.execute("LOAD delta")
+        if isinstance(location, str):
+            remote.attach_s3(con, location)
+        for schema, table, path in delta_tables(location):
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            con.execute(f"CREATE VIEW \"{schema}\".\"{table}\" AS "
+                        f"SELECT * FROM delta_scan({remote.sql_string(path)})")
+        return con
+    except Exception:
+        con.close()
+        raise
+
+
+def delta_tables(location: Location) -> List[tuple]:
+    """`(schema, table, path)` of every Delta table of a file warehouse."""
+    if isinstance(location, Path):
+        return [(log.parent.parent.name, log.parent.name, str(log.parent))
+                for log in sorted(location.glob("*/*/_delta_log"))]
+    fs, _ = remote.object_store(location)
+    scheme = location.split("://", 1)[0]
+    found = []
+    for log in sorted(fs.glob(location.split("://", 1)[1] + "/*/*/_delta_log")):
+        table_dir = log.rsplit("/", 1)[0]
+        schema, table = table_dir.split("/")[-2:]
+        found.append((schema, table, f"{scheme}://{table_dir}"))
+    return found
 
 
 def data_tables(con: duckdb.DuckDBPyConnection) -> List[str]:
     """`source.table` names of the loaded data tables (dlt's own bookkeeping left out)."""
     rows = con.execute(
         "SELECT table_schema, table_name FROM information_schema.tables "
-        "WHERE table_name NOT LIKE '\\_dlt\\_%' ESCAPE '\\' "
+        "WHERE table_catalog = current_database() "
+        "AND table_name NOT LIKE '\\_dlt\\_%' ESCAPE '\\' "
         "AND table_schema NOT LIKE '%\\_staging' ESCAPE '\\' "
-        "AND table_schema NOT IN ('main', 'information_schema', 'pg_catalog') "
+        "AND table_schema NOT IN ('main', 'public', 'information_schema', 'pg_catalog') "
         "ORDER BY 1, 2"
     ).fetchall()
     return [f"{s}.{t}" for s, t in rows]

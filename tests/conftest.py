@@ -115,3 +115,49 @@ def assert_equals_truth(api: MobileNextApi, destination: str = "duckdb",
     diff = [i for i in truth if as_api(live[i]) != truth[i]]
     assert not diff, f"{len(diff)} differ: {as_api(live[diff[0]])} != {truth[diff[0]]}"
     return loaded
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[Any]:
+    """One real Postgres server (the pgserver wheel's binaries) for the test session."""
+    from tests.servers import start_postgres
+
+    server = start_postgres()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def postgres(postgres_server: Any, monkeypatch: pytest.MonkeyPatch, request: Any) -> Any:
+    """A fresh database on the shared server, set as dlt's postgres destination credentials."""
+    import re
+
+    database = "t_" + re.sub(r"\W", "_", request.node.name.lower())[:50]
+    postgres_server.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    postgres_server.execute(f'CREATE DATABASE "{database}"')
+    monkeypatch.setenv("DESTINATION__POSTGRES__CREDENTIALS", postgres_server.dsn(database))
+    return postgres_server
+
+
+@pytest.fixture(scope="session")
+def s3_server() -> Iterator[Any]:
+    """One S3-compatible server (moto's standalone server) on 127.0.0.1 for the session."""
+    from tests.servers import start_s3
+
+    server = start_s3()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def s3(s3_server: Any, monkeypatch: pytest.MonkeyPatch, request: Any) -> Any:  # after a sandbox
+    """A fresh bucket, set as the file warehouse `s3://<bucket>/warehouse` with dlt's
+    filesystem credentials."""
+    import re
+
+    bucket = re.sub(r"[^a-z0-9-]", "-", request.node.name.lower())[:50].strip("-")
+    for key, value in s3_server.settings(bucket).items():
+        monkeypatch.setenv(key, value)
+    monkeypatch.setenv("SESSIONSYNC__FILE_WAREHOUSE", f"s3://{bucket}/warehouse")
+    s3_server.bucket = bucket
+    return s3_server

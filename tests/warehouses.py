@@ -1,0 +1,126 @@
+"""What the Postgres and S3 warehouse tests share: each source's truth check, the sync /
+incremental / no-op contract, load counts, kills during a load, and a scan for secrets."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Callable, Dict, Iterable, List
+
+import pytest
+
+from pipelines import status
+from pipelines.run import sync_source
+from pipelines.warehouse import connect, resolve_location
+from tests import conftest, test_session_services, test_sessionvision, test_tagbase
+
+ROOT = Path(__file__).resolve().parents[1]
+SOURCES = ("mobilenext", "session_services", "tagbase", "sessionvision")
+TRUTH: Dict[str, Callable[..., Dict[str, Any]]] = {
+    "mobilenext": conftest.assert_equals_truth,
+    "session_services": test_session_services.assert_equals_truth,
+    "tagbase": test_tagbase.assert_equals_truth,
+    "sessionvision": test_sessionvision.assert_equals_truth,
+}
+ADVANCE = {"mobilenext": 25 * 3600,  # past the reconcile scan (deletions)
+           "session_services": 2 * 86400, "tagbase": 86400,
+           "sessionvision": 86400}
+
+
+def load_count(source: str, destination: str) -> int:
+    """Load packages dlt has committed to the warehouse for `source`."""
+    location = resolve_location(destination, None)
+    if destination == "postgres":
+        with connect(destination, location) as con:
+            return int(con.execute(f"SELECT count(*) FROM {source}._dlt_loads").fetchall()[0][0])
+    from pipelines.remote import object_store
+
+    assert isinstance(location, str)
+    fs, _ = object_store(location)
+    return len(fs.ls(f"{location}/{source}/_dlt_loads", refresh=True))
+
+
+def run_log(destination: str) -> List[Dict[str, Any]]:
+    with connect(destination, resolve_location(destination, None)) as con:
+        cur = con.execute("SELECT * FROM sessionsync_ops.sessionsync_runs ORDER BY finished_at")
+        names = [d[0] for d in cur.description]
+        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+
+
+def sync_incremental_noop(source: str, api: Any, destination: str) -> None:
+    """First sync, a sync after the API's clock moved, and a sync with nothing new: each
+    equals the truth; the no-op run writes no load package; the run log and `status`
+    follow."""
+    first = sync_source(source, destination)
+    assert first.ok, first.error
+    assert sum(first.rows.values()) > 0
+    TRUTH[source](api, destination)
+
+    api.advance(ADVANCE[source])
+    second = sync_source(source, destination)
+    assert second.ok, second.error
+    TRUTH[source](api, destination)
+
+    loads = load_count(source, destination)
+    third = sync_source(source, destination)
+    assert third.ok, third.error
+    loaded = TRUTH[source](api, destination)
+    assert load_count(source, destination) == loads, "a no-op run wrote a load package"
+
+    runs = [r for r in run_log(destination) if r["source"] == source]
+    resources = {r["resource"] for r in runs}
+    assert len(runs) == 3 * len(resources) and {r["status"] for r in runs} == {"ok"}
+    entries = status.status([source], destination, resolve_location(destination, None))
+    by_resource = {e.resource: e for e in entries}
+    for table, rows in loaded.items():
+        if table in by_resource:
+            assert by_resource[table].rows == len(rows)
+            assert by_resource[table].last_success is not None
+
+
+def kill_during_load(source: str, destination: str, job: str) -> subprocess.CompletedProcess:
+    """Run a sync in a process that kills itself (SIGKILL) right after its first data load
+    job ran, before the load completes: the job's rows are in the warehouse (Postgres
+    staging table, Delta commit), the package is not marked loaded."""
+    module, cls = job.rsplit(".", 1)
+    script = (
+        "import os, signal, importlib\n"
+        f"job = getattr(importlib.import_module({module!r}), {cls!r})\n"
+        "run = job.run\n"
+        "def run_then_die(self):\n"
+        "    run(self)\n"
+        "    if not self.load_table_name.startswith('_dlt'):\n"
+        "        os.kill(os.getpid(), signal.SIGKILL)\n"
+        "job.run = run_then_die\n"
+        "from pipelines.run import sync_source\n"
+        f"print(sync_source({source!r}, {destination!r}))\n"
+    )
+    return subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True,
+                          text=True, timeout=300, env=dict(os.environ))
+
+
+def cli(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).parent / "sessionsync"), *args], cwd=ROOT,
+                          capture_output=True, text=True, timeout=300, env=dict(os.environ))
+
+
+def assert_no_secret(secrets: Iterable[str], texts: Iterable[str], folders: Iterable[Path],
+                     blobs: Iterable[bytes]) -> None:
+    """No secret in any text, any file under `folders`, or any warehouse blob."""
+    for secret in secrets:
+        assert len(secret) >= 12
+        for text in texts:
+            assert secret not in text, "secret in output"
+        for folder in folders:
+            for path in folder.rglob("*"):
+                if path.is_file():
+                    assert secret.encode() not in path.read_bytes(), f"secret in {path}"
+        for blob in blobs:
+            assert secret.encode() not in blob, "secret in the warehouse"
+
+
+def source_api(request: pytest.FixtureRequest, source: str) -> Any:
+    """The sandbox fixture of `source` (each test module defines its own)."""
+    return request.getfixturevalue(source)

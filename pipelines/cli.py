@@ -7,11 +7,11 @@ import logging
 import time
 from typing import Any, List, Optional
 
-import dlt
 import typer
 from rich.console import Console
 from typing_extensions import Annotated
 
+from pipelines import settings
 from pipelines.lock import LOCKED_EXIT_CODE
 from pipelines.run import SyncResult
 from pipelines.run import sync as run_sync
@@ -28,6 +28,11 @@ Warehouse = Annotated[Optional[str], typer.Option(
     help="DuckDB file or file-warehouse folder; default from .dlt/config.toml [sessionsync].")]
 
 
+def _error(message: object) -> None:
+    """One `error: ...` line on stderr, printed as is (no rich markup, no wrapping)."""
+    err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
+
+
 def _report(results: List[SyncResult]) -> int:
     """Print one line per source; return the exit code.
 
@@ -39,7 +44,7 @@ def _report(results: List[SyncResult]) -> int:
         if r.ok or r.rows:
             out.print(f"{r.source}: {'ok' if r.ok else 'partly loaded'} ({rows})", highlight=False)
         if not r.ok:
-            err.print(f"error: {r.error}", highlight=False, soft_wrap=True)
+            _error(r.error)
     failed = [r for r in results if not r.ok]
     if not failed:
         return 0
@@ -54,7 +59,7 @@ def sync(
     warehouse: Warehouse = None,
 ) -> None:
     """Sync sources into the warehouse (incremental)."""
-    names = sources or list(dlt.config["sessionsync.enabled_sources"])
+    names = sources or settings.names("sessionsync.enabled_sources")
     with out.status(f"syncing {', '.join(names)}…") if out.is_terminal else _nothing():
         results = run_sync(names, destination, warehouse)
     raise typer.Exit(_report(results))
@@ -99,7 +104,7 @@ def backfill(
         result = run_backfill(source, start, end, chunk, resource, destination, warehouse,
                               on_chunk=report)
     if not result.ok:
-        err.print(f"error: {result.error}", highlight=False, soft_wrap=True)
+        _error(result.error)
         raise typer.Exit(LOCKED_EXIT_CODE if result.locked else 1)
     rows = ", ".join(f"{t}={n}" for t, n in sorted(result.rows.items())) or "nothing new"
     out.print(f"{source}: backfill ok, {result.chunks - result.skipped} chunks loaded, "
@@ -112,11 +117,11 @@ def schedule(destination: Destination = "duckdb", warehouse: Warehouse = None) -
     from schedules.scheduler import build_scheduler, run_until_stopped
 
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    names = list(dlt.config["sessionsync.enabled_sources"])
+    names = settings.names("sessionsync.enabled_sources")
     try:
         scheduler = build_scheduler(names, destination, warehouse)
     except SyncError as exc:
-        err.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        _error(exc)
         raise typer.Exit(1) from None
     for job in scheduler.get_jobs():
         out.print(f"{job.name}: {job.trigger}, next run {job.next_run_time:%Y-%m-%d %H:%M:%S %Z}",
@@ -137,11 +142,11 @@ def status(
     from pipelines.status import status as get_status
     from pipelines.warehouse import resolve_location
 
-    names = sources or list(dlt.config["sessionsync.enabled_sources"])
+    names = sources or settings.names("sessionsync.enabled_sources")
     try:
         entries = get_status(names, destination, resolve_location(destination, warehouse))
     except SyncError as exc:
-        err.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        _error(exc)
         raise typer.Exit(1) from None
     if as_json:
         out.print_json(json.dumps([e.as_json() for e in entries]))
@@ -203,7 +208,11 @@ class _nothing:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SyncError as exc:  # a setting read before a command's own error handling
+        _error(exc)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

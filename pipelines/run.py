@@ -10,11 +10,10 @@ from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import dlt
-from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.sources import DltResource
 
-from pipelines import runlog
+from pipelines import runlog, settings
 from pipelines.lock import LockedError, source_lock
 from pipelines.registry import source_factory
 from pipelines.warehouse import dlt_destination, pipelines_dir, resolve_location
@@ -41,8 +40,10 @@ def make_pipeline(source: str, destination: str, warehouse: Optional[str],
                   name: Optional[str] = None) -> dlt.Pipeline:
     """The dlt pipeline of `source` into a warehouse; its dataset is named after the source."""
     location = resolve_location(destination, warehouse)
+    name = name or f"sessionsync_{source}"
+    settings.enforce_extract_order(name)
     return dlt.pipeline(
-        pipeline_name=name or f"sessionsync_{source}",
+        pipeline_name=name,
         pipelines_dir=str(pipelines_dir(destination, location)),
         destination=dlt_destination(destination, location),
         dataset_name=source,
@@ -143,11 +144,9 @@ def one_line_error(source: str, exc: BaseException) -> str:
     for err in chain:
         if isinstance(err, SyncError):
             return str(err)
-    for err in chain:
-        if isinstance(err, ConfigFieldMissingException):
-            names = ", ".join(err.fields)
-            return (f"{source}: missing setting(s) {names}; set them in .dlt/ or as "
-                    f"SOURCES__{source.upper()}__<NAME> environment variables")
+    setting = settings.config_error(source, chain)
+    if setting:
+        return setting
     root = chain[-1]
     step = next((e.step for e in chain if isinstance(e, PipelineStepFailed)), None)
     where = f" during {step}" if step else ""

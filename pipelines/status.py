@@ -10,7 +10,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import dlt
 
-from pipelines import runlog
+from pipelines import runlog, settings
 from pipelines.warehouse import connect
 from sources.http import SyncError
 
@@ -45,7 +45,8 @@ def parse_duration(text: str, setting: str) -> float:
 def max_lag(source: str) -> Optional[float]:
     """The freshness limit of a source (`[sources.<name>] max_lag`), if one is set."""
     value: Optional[str] = dlt.config.get(f"sources.{source}.max_lag")
-    return parse_duration(value, f"sources.{source}.max_lag") if value else None
+    key = f"sources.{source}.max_lag"
+    return parse_duration(value, settings.where(key)) if value else None
 
 
 def status(sources: Sequence[str], destination: str, location: Path,

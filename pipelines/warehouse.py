@@ -14,7 +14,9 @@ from typing import Any, Dict, List, Optional
 
 import dlt
 import duckdb
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
+from pipelines import settings
 from pipelines.delta import ensure_delta_extension
 from sources.http import SyncError
 
@@ -22,19 +24,22 @@ DESTINATIONS = ("duckdb", "parquet")
 
 
 def resolve_location(destination: str, warehouse: Optional[str]) -> Path:
-    """The warehouse path: the `--warehouse` option, else the configured default."""
+    """The warehouse path: the `--warehouse` option, else the configured default (a relative
+    path is under `settings.home()`)."""
     if destination not in DESTINATIONS:
         raise SyncError(
             f"unknown destination {destination!r}; use one of {', '.join(DESTINATIONS)}")
     key = "sessionsync.warehouse" if destination == "duckdb" else "sessionsync.file_warehouse"
-    return Path(warehouse or dlt.config[key]).absolute()
+    return Path(warehouse).absolute() if warehouse else settings.path(key)
 
 
 def dlt_destination(destination: str, location: Path) -> Any:
     """The dlt destination object for a warehouse."""
     if destination == "duckdb":
         location.parent.mkdir(parents=True, exist_ok=True)
-        return dlt.destinations.duckdb(str(location))
+        return dlt.destinations.duckdb(DuckDbCredentials(
+            str(location), global_config=settings.mapping(
+                "destination.duckdb.credentials.global_config")))
     location.mkdir(parents=True, exist_ok=True)
     return dlt.destinations.filesystem(bucket_url=location.as_uri())
 
@@ -42,7 +47,7 @@ def dlt_destination(destination: str, location: Path) -> Any:
 def pipelines_dir(destination: str, location: Path) -> Path:
     """dlt working folder for one warehouse, so two warehouses never share local state."""
     digest = hashlib.sha1(str(location).encode()).hexdigest()[:10]
-    return Path(dlt.config["sessionsync.pipelines_dir"]).absolute() / f"{destination}-{digest}"
+    return settings.path("sessionsync.pipelines_dir") / f"{destination}-{digest}"
 
 
 def connect(destination: str, location: Path) -> duckdb.DuckDBPyConnection:

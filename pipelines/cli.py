@@ -5,13 +5,17 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, List, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Optional
 
 import typer
+from rich import box
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 from typing_extensions import Annotated
 
-from pipelines import settings
+from pipelines import alerts, logs, settings
 from pipelines.lock import LOCKED_EXIT_CODE
 from pipelines.run import SyncResult
 from pipelines.run import sync as run_sync
@@ -22,6 +26,18 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                        "and sessionvision.")
 out = Console()
 err = Console(stderr=True)
+
+@app.callback()
+def main_options(verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Log every HTTP request and scheduler step (DEBUG).")] = False,
+) -> None:
+    """Keep a warehouse in step with Session Services, Tagbase, Mobile Next and sessionvision."""
+    logs.setup(verbose)
+    _verbose["on"] = verbose
+
+
+_verbose = {"on": False}
+ALERT_WAIT_SECONDS = 30.0  # how long a command waits, at its end, for alerts in flight
 
 Destination = Annotated[str, typer.Option(help="duckdb (one file) or parquet (Delta tables).")]
 Warehouse = Annotated[Optional[str], typer.Option(
@@ -62,7 +78,9 @@ def sync(
     names = sources or settings.names("sessionsync.enabled_sources")
     with out.status(f"syncing {', '.join(names)}…") if out.is_terminal else _nothing():
         results = run_sync(names, destination, warehouse)
-    raise typer.Exit(_report(results))
+    code = _report(results)
+    alerts.flush(ALERT_WAIT_SECONDS)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -103,6 +121,7 @@ def backfill(
 
         result = run_backfill(source, start, end, chunk, resource, destination, warehouse,
                               on_chunk=report)
+    alerts.flush(ALERT_WAIT_SECONDS)
     if not result.ok:
         _error(result.error)
         raise typer.Exit(LOCKED_EXIT_CODE if result.locked else 1)
@@ -113,10 +132,10 @@ def backfill(
 
 @app.command()
 def schedule(destination: Destination = "duckdb", warehouse: Warehouse = None) -> None:
-    """Run every enabled source on its schedule ([schedules.<source>]) until stopped."""
+    """Run every enabled source on its schedule (cron or interval_seconds) until stopped."""
     from schedules.scheduler import build_scheduler, run_until_stopped
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
+    logs.setup(_verbose["on"], logging.INFO, timestamps=True)
     names = settings.names("sessionsync.enabled_sources")
     try:
         scheduler = build_scheduler(names, destination, warehouse)
@@ -125,7 +144,7 @@ def schedule(destination: Destination = "duckdb", warehouse: Warehouse = None) -
         raise typer.Exit(1) from None
     for job in scheduler.get_jobs():
         out.print(f"{job.name}: {job.trigger}, next run {job.next_run_time:%Y-%m-%d %H:%M:%S %Z}",
-                  highlight=False)
+                  highlight=False, markup=False)
     run_until_stopped(scheduler)
     out.print("scheduler stopped", highlight=False)
 
@@ -139,6 +158,7 @@ def status(
     warehouse: Warehouse = None,
 ) -> None:
     """Freshness per source and resource; exits 1 if any is staler than its max_lag."""
+    from pipelines.status import alert_stale, next_runs
     from pipelines.status import status as get_status
     from pipelines.warehouse import resolve_location
 
@@ -148,30 +168,53 @@ def status(
     except SyncError as exc:
         _error(exc)
         raise typer.Exit(1) from None
+    alert_stale(entries)
     if as_json:
         out.print_json(json.dumps([e.as_json() for e in entries]))
     else:
-        for e in entries:
-            lag = "-" if e.lag_seconds is None else f"{e.lag_seconds / 3600:.1f}h"
-            when = f"{e.last_success:%Y-%m-%d %H:%M}" if e.last_success else "never"
-            flag = " STALE" if e.stale else ""
-            out.print(f"{e.source}.{e.resource}: rows {e.rows}, last ok {when}, lag {lag}"
-                      f"{flag}" + (f", last error: {e.last_error}" if e.last_error else ""),
-                      highlight=False, soft_wrap=True)
+        out.print(_status_table(entries, next_runs()))
+    alerts.flush(ALERT_WAIT_SECONDS)
     raise typer.Exit(1 if any(e.stale for e in entries) else 0)
 
 
-@app.command()
-def sandbox() -> None:
-    """Serve the simulated APIs on fixed loopback ports until interrupted."""
-    from sandbox.serve import demo_env, serve_all
+def _status_table(entries: List[Any], upcoming: Dict[str, Any]) -> Table:
+    """Status for people: one row per resource."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for name, justify in (("source", "left"), ("resource", "left"), ("rows", "right"),
+                          ("last ok", "left"), ("lag", "right"), ("next run", "left"),
+                          ("last error", "left")):
+        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for e in entries:
+        lag = "-" if e.lag_seconds is None else f"{e.lag_seconds / 3600:.1f}h"
+        if e.stale:
+            lag += " STALE"
+        when = f"{e.last_success:%Y-%m-%d %H:%M}" if e.last_success else "never"
+        upcoming_run = upcoming.get(e.source)
+        next_run = f"{upcoming_run:%Y-%m-%d %H:%M}" if upcoming_run else "-"
+        table.add_row(e.source, e.resource, f"{e.rows or 0:,}", when, lag, next_run,
+                      Text(e.last_error or ""))
+    return table
 
-    servers = serve_all(fixed_ports=True)
+
+@app.command()
+def sandbox(
+    env_file: Annotated[Optional[Path], typer.Option(
+        help="Also write the export lines to this file, for `source PATH`.")] = None,
+    free_ports: Annotated[bool, typer.Option(
+        help="Serve on free ports instead of 8401-8404 (several sandboxes at once).")] = False,
+) -> None:
+    """Serve the simulated APIs on loopback ports until interrupted."""
+    from sandbox.serve import export_lines, serve_all
+
+    servers = serve_all(fixed_ports=not free_ports)
+    lines = export_lines({n: s.url for n, s in servers.items()})
+    if env_file is not None:
+        env_file.write_text("\n".join(lines) + "\n")
+    # plain prints: rich would wrap a long export line at the terminal width
     for name, server in servers.items():
-        out.print(f"{name}: {server.url}")
-    out.print("\nPoint sessionsync at them with:")
-    for key, value in demo_env({n: s.url for n, s in servers.items()}).items():
-        out.print(f"export {key}='{value}'", highlight=False)
+        print(f"{name}: {server.url}")
+    print("\nPoint sessionsync at them with:" + (f" (also in {env_file})" if env_file else ""))
+    print("\n".join(lines), flush=True)
     try:
         while True:
             time.sleep(3600)
@@ -180,6 +223,56 @@ def sandbox() -> None:
     finally:
         for server in servers.values():
             server.stop()
+
+
+@app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="Folder to set up; default the current one.")]
+        = Path("."),
+    source: Annotated[Optional[List[str]], typer.Option(
+        help="Source to configure (repeatable); default every source.")] = None,
+) -> None:
+    """Write a starting .dlt/config.toml and .dlt/secrets.toml; never overwrites."""
+    from pipelines.init import init as write_templates
+
+    try:
+        written = write_templates(folder, source or [])
+    except SyncError as exc:
+        _error(exc)
+        raise typer.Exit(1) from None
+    for path in written:
+        out.print(f"wrote {path}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def reset(
+    source: Annotated[str, typer.Argument(help="Source to reset.")],
+    resource: Annotated[Optional[List[str]], typer.Option(
+        help="Resource to reset (repeatable); default every resource of the source.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+        = False,
+    destination: Destination = "duckdb",
+    warehouse: Warehouse = None,
+) -> None:
+    """Drop a source's (or resources') tables and state; the next sync reloads from the start."""
+    from pipelines.lock import LockedError
+    from pipelines.reset import reset as run_reset
+
+    what = f"{source} ({', '.join(resource)})" if resource else f"every resource of {source}"
+    if not yes and not typer.confirm(f"Drop the tables and state of {what}?", err=True):
+        _error("reset cancelled")
+        raise typer.Exit(1)
+    try:
+        result = run_reset(source, resource, destination, warehouse)
+    except LockedError as exc:
+        _error(exc)
+        raise typer.Exit(LOCKED_EXIT_CODE) from None
+    except SyncError as exc:
+        _error(exc)
+        raise typer.Exit(1) from None
+    out.print(f"{source}: reset {', '.join(result.resources)}; dropped "
+              f"{', '.join(result.tables) or 'no tables'}; the next sync reloads them",
+              highlight=False, soft_wrap=True)
 
 
 @app.command()

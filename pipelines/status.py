@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import sqlite3
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -10,7 +12,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 import dlt
 
-from pipelines import runlog, settings
+from pipelines import alerts, runlog, settings, sharing
 from pipelines.warehouse import connect
 from sources.http import SyncError
 
@@ -54,7 +56,8 @@ def status(sources: Sequence[str], destination: str, location: Path,
     """One entry per source and resource with a high-water mark or a run log row."""
     now = now or datetime.now(UTC)
     out: List[ResourceStatus] = []
-    with connect(destination, location) as con:
+    with sharing.warehouse_access("status", destination, location, exclusive=False), \
+            connect(destination, location) as con:
         runs: Dict[tuple, tuple] = {}
         try:
             for row in con.execute(f"""
@@ -79,3 +82,26 @@ def status(sources: Sequence[str], destination: str, location: Path,
                                           last_error, limit, stale))
     return out
 
+
+
+def next_runs() -> Dict[str, datetime]:
+    """Per source, the next run `sessionsync schedule` has stored in its job store."""
+    store = settings.path("schedules.jobstore")
+    if not store.exists():
+        return {}
+    try:
+        with closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as con:
+            rows = con.execute("SELECT id, next_run_time FROM apscheduler_jobs").fetchall()
+    except sqlite3.Error:
+        return {}
+    return {job.split(":", 1)[1]: datetime.fromtimestamp(when, UTC)
+            for job, when in rows if job.startswith("sync:") and when is not None}
+
+
+def alert_stale(entries: Sequence[ResourceStatus]) -> None:
+    """Alert (`pipelines.alerts`) for every resource past its max_lag."""
+    for e in entries:
+        if e.stale:
+            alerts.alert("stale", e.source, e.resource, "stale",
+                         f"{e.source}.{e.resource}: newest record is older than max_lag "
+                         f"({e.max_lag_seconds:.0f}s)", e.lag_seconds)

@@ -23,6 +23,7 @@ from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 from pipelines import settings
+from pipelines.aftermath import counts_text
 from pipelines.run import sync_source
 from sources.http import SyncError
 
@@ -34,7 +35,7 @@ def run_scheduled(source: str, destination: str, warehouse: Optional[str]) -> No
     """The job: one sync in `scheduled` mode; its outcome goes to the log and the run log."""
     result = sync_source(source, destination, warehouse, mode="scheduled")
     if result.ok:
-        log.info("%s: ok (%s)", source, result.rows or "nothing new")
+        log.info("%s: ok (%s)", source, counts_text(result.rows))
     elif result.locked:
         log.warning("%s: skipped, %s", source, result.error)
     else:

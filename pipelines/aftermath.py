@@ -1,0 +1,45 @@
+"""What follows every run, under the warehouse lock: the operator's log line per resource,
+schema changes recorded, the BI copy published, and alerts for a failed or partial run."""
+
+from __future__ import annotations
+
+import logging
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Dict
+
+from pipelines import alerts, bi_copy, runlog, schema_changes
+
+log = logging.getLogger("sessionsync")
+
+
+def counts_text(rows: Dict[str, int]) -> str:
+    """Row counts as an operator reads them: `events=18, persons=10`, or `nothing new`."""
+    return ", ".join(f"{t}={n}" for t, n in sorted(rows.items())) or "nothing new"
+
+
+def after_run(result: Any, destination: str, location: Path) -> None:
+    """Log, record, publish and alert for one finished run (a `run.SyncResult`)."""
+    status = "ok" if result.ok else ("partial" if result.rows else "failed")
+    for resource in result.resources or ["*"]:
+        mine = {t: n for t, n in result.rows.items()
+                if t == resource or t.startswith(resource + "__")}
+        log.info("%s.%s: %s, %s (run %s)", result.source, resource, status, counts_text(mine),
+                 (result.run_id or "")[:8])
+    if result.run_id:
+        schema_changes.record(result.source, result.run_id, result.schema_changes,
+                              destination, location)
+    if destination == "duckdb" and (result.rows or not bi_copy.bi_path(location).exists()):
+        bi_copy.publish(location)
+    if status != "ok":
+        lags = _lags(result.source, destination, location)
+        for resource in result.resources or ["*"]:
+            alerts.alert("run", result.source, resource, status, result.error,
+                         lags.get(resource), result.run_id)
+
+
+def _lags(source: str, destination: str, location: Path) -> Dict[str, float]:
+    now = datetime.now(UTC)
+    return {r: (now - mark).total_seconds()
+            for r, mark in runlog.high_water_marks(source, destination, location).items()
+            if isinstance(mark, datetime)}

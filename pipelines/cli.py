@@ -16,6 +16,7 @@ from rich.text import Text
 from typing_extensions import Annotated
 
 from pipelines import alerts, logs, settings
+from pipelines.aftermath import counts_text
 from pipelines.lock import LOCKED_EXIT_CODE
 from pipelines.run import SyncResult
 from pipelines.run import sync as run_sync
@@ -26,6 +27,9 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                        "and sessionvision.")
 out = Console()
 err = Console(stderr=True)
+_verbose = {"on": False}
+ALERT_WAIT_SECONDS = 30.0  # how long a command waits, at its end, for alerts in flight
+
 
 @app.callback()
 def main_options(verbose: Annotated[bool, typer.Option(
@@ -36,12 +40,10 @@ def main_options(verbose: Annotated[bool, typer.Option(
     _verbose["on"] = verbose
 
 
-_verbose = {"on": False}
-ALERT_WAIT_SECONDS = 30.0  # how long a command waits, at its end, for alerts in flight
-
 Destination = Annotated[str, typer.Option(help="duckdb (one file) or parquet (Delta tables).")]
 Warehouse = Annotated[Optional[str], typer.Option(
-    help="DuckDB file or file-warehouse folder; default from .dlt/config.toml [sessionsync].")]
+    help="DuckDB file or file-warehouse folder; default warehouse/sessionsync.duckdb or "
+         "warehouse/files under SESSIONSYNC_HOME or the current folder.")]
 
 
 def _error(message: object) -> None:
@@ -56,7 +58,7 @@ def _report(results: List[SyncResult]) -> int:
     (and nothing else failed). 1: anything else failed.
     """
     for r in results:
-        rows = ", ".join(f"{t}={n}" for t, n in sorted(r.rows.items())) or "nothing new"
+        rows = counts_text(r.rows)
         if r.ok or r.rows:
             out.print(f"{r.source}: {'ok' if r.ok else 'partly loaded'} ({rows})", highlight=False)
         if not r.ok:
@@ -70,7 +72,7 @@ def _report(results: List[SyncResult]) -> int:
 @app.command()
 def sync(
     sources: Annotated[Optional[List[str]], typer.Argument(
-        help="Sources to sync; default: [sessionsync] enabled_sources.")] = None,
+        help="Sources to sync; default: SESSIONSYNC__ENABLED_SOURCES (all four).")] = None,
     destination: Destination = "duckdb",
     warehouse: Warehouse = None,
 ) -> None:
@@ -125,7 +127,7 @@ def backfill(
     if not result.ok:
         _error(result.error)
         raise typer.Exit(LOCKED_EXIT_CODE if result.locked else 1)
-    rows = ", ".join(f"{t}={n}" for t, n in sorted(result.rows.items())) or "nothing new"
+    rows = counts_text(result.rows)
     out.print(f"{source}: backfill ok, {result.chunks - result.skipped} chunks loaded, "
               f"{result.skipped} already done ({rows})", highlight=False)
 
@@ -152,7 +154,7 @@ def schedule(destination: Destination = "duckdb", warehouse: Warehouse = None) -
 @app.command()
 def status(
     sources: Annotated[Optional[List[str]], typer.Argument(
-        help="Sources to report; default: [sessionsync] enabled_sources.")] = None,
+        help="Sources to report; default: SESSIONSYNC__ENABLED_SOURCES (all four).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     destination: Destination = "duckdb",
     warehouse: Warehouse = None,

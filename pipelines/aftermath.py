@@ -1,5 +1,6 @@
-"""What follows every run, under the warehouse lock: the operator's log line per resource,
-schema changes recorded, the BI copy published, and alerts for a failed or partial run."""
+"""What follows every run, under the warehouse lock: a log line per resource that loaded rows
+or failed, schema changes recorded, the BI copy published, and alerts for a failed or partial
+run."""
 
 from __future__ import annotations
 
@@ -24,8 +25,10 @@ def after_run(result: Any, destination: str, location: Path) -> None:
     for resource in result.resources or ["*"]:
         mine = {t: n for t, n in result.rows.items()
                 if t == resource or t.startswith(resource + "__")}
-        log.info("%s.%s: %s, %s (run %s)", result.source, resource, status, counts_text(mine),
-                 (result.run_id or "")[:8])
+        # a quiet resource is DEBUG: the run's own line (the scheduler's) says "nothing new"
+        log.log(logging.INFO if mine or status != "ok" else logging.DEBUG,
+                "%s.%s: %s, %s (run %s)", result.source, resource, status, counts_text(mine),
+                (result.run_id or "")[:8])
     if result.run_id:
         schema_changes.record(result.source, result.run_id, result.schema_changes,
                               destination, location)

@@ -10,3 +10,7 @@ os.environ.setdefault("ARROW_DEFAULT_MEMORY_POOL", "system")
 import pyarrow as pa  # noqa: E402
 
 pa.set_memory_pool(pa.system_memory_pool())
+
+from pipelines.settings import use_home_settings  # noqa: E402
+
+use_home_settings()

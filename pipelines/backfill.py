@@ -24,6 +24,7 @@ from typing import Callable, Dict, Iterator, List, Optional, Sequence
 import dlt
 from dlt.sources import DltResource
 
+from pipelines import sharing
 from pipelines.lock import LockedError, warehouse_lock
 from pipelines.run import SyncResult, make_pipeline, one_line_error, sync_locked
 from pipelines.status import parse_duration
@@ -96,8 +97,9 @@ def backfill(source: str, start: str, end: Optional[str], chunk: str,
         name = f"sessionsync_{source}_backfill"
         result = BackfillResult(source, ok=True, chunks=len(chunks))
         with warehouse_lock(source, destination, location):
-            done = _completed(_without_unloaded(make_pipeline(source, destination, warehouse,
-                                                              name), source), source, job)
+            with sharing.warehouse_access(source, destination, location):  # reads the warehouse
+                done = _completed(_without_unloaded(make_pipeline(
+                    source, destination, warehouse, name), source), source, job)
             for n, piece in enumerate(chunks, start=1):
                 if piece.key in done:
                     result.skipped += 1

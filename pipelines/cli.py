@@ -5,13 +5,18 @@ from __future__ import annotations
 import json
 import logging
 import time
-from typing import Any, List, Optional
+from pathlib import Path
+from typing import Any, Dict, List, Optional
 
-import dlt
 import typer
+from rich import box
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 from typing_extensions import Annotated
 
+from pipelines import alerts, logs, settings
+from pipelines.aftermath import counts_text
 from pipelines.lock import LOCKED_EXIT_CODE
 from pipelines.run import SyncResult
 from pipelines.run import sync as run_sync
@@ -22,12 +27,30 @@ app = typer.Typer(add_completion=False, no_args_is_help=True,
                        "and sessionvision.")
 out = Console()
 err = Console(stderr=True)
+_verbose = {"on": False}
+ALERT_WAIT_SECONDS = 30.0  # how long a command waits, at its end, for alerts in flight
+
+
+@app.callback()
+def main_options(verbose: Annotated[bool, typer.Option(
+        "--verbose", "-v", help="Log every HTTP request and scheduler step (DEBUG).")] = False,
+) -> None:
+    """Keep a warehouse in step with Session Services, Tagbase, Mobile Next and sessionvision."""
+    logs.setup(verbose)
+    _verbose["on"] = verbose
+
 
 Destination = Annotated[str, typer.Option(
     help="duckdb (one file), parquet (Delta tables, local or s3://) or postgres.")]
 Warehouse = Annotated[Optional[str], typer.Option(
-    help="DuckDB file, or Delta folder / s3://bucket/path; default from [sessionsync]. "
-         "Postgres: see [destination.postgres.credentials].")]
+    help="DuckDB file, or Delta folder / s3://bucket/path; default warehouse/sessionsync.duckdb "
+         "or warehouse/files under SESSIONSYNC_HOME or the current folder. Postgres: see "
+         "[destination.postgres.credentials].")]
+
+
+def _error(message: object) -> None:
+    """One `error: ...` line on stderr, printed as is (no rich markup, no wrapping)."""
+    err.print(f"error: {message}", markup=False, highlight=False, soft_wrap=True)
 
 
 def _report(results: List[SyncResult]) -> int:
@@ -37,11 +60,11 @@ def _report(results: List[SyncResult]) -> int:
     (and nothing else failed). 1: anything else failed.
     """
     for r in results:
-        rows = ", ".join(f"{t}={n}" for t, n in sorted(r.rows.items())) or "nothing new"
+        rows = counts_text(r.rows)
         if r.ok or r.rows:
             out.print(f"{r.source}: {'ok' if r.ok else 'partly loaded'} ({rows})", highlight=False)
         if not r.ok:
-            err.print(f"error: {r.error}", highlight=False, soft_wrap=True)
+            _error(r.error)
     failed = [r for r in results if not r.ok]
     if not failed:
         return 0
@@ -51,15 +74,17 @@ def _report(results: List[SyncResult]) -> int:
 @app.command()
 def sync(
     sources: Annotated[Optional[List[str]], typer.Argument(
-        help="Sources to sync; default: [sessionsync] enabled_sources.")] = None,
+        help="Sources to sync; default: SESSIONSYNC__ENABLED_SOURCES (all four).")] = None,
     destination: Destination = "duckdb",
     warehouse: Warehouse = None,
 ) -> None:
     """Sync sources into the warehouse (incremental)."""
-    names = sources or list(dlt.config["sessionsync.enabled_sources"])
+    names = sources or settings.names("sessionsync.enabled_sources")
     with out.status(f"syncing {', '.join(names)}…") if out.is_terminal else _nothing():
         results = run_sync(names, destination, warehouse)
-    raise typer.Exit(_report(results))
+    code = _report(results)
+    alerts.flush(ALERT_WAIT_SECONDS)
+    raise typer.Exit(code)
 
 
 @app.command()
@@ -100,29 +125,30 @@ def backfill(
 
         result = run_backfill(source, start, end, chunk, resource, destination, warehouse,
                               on_chunk=report)
+    alerts.flush(ALERT_WAIT_SECONDS)
     if not result.ok:
-        err.print(f"error: {result.error}", highlight=False, soft_wrap=True)
+        _error(result.error)
         raise typer.Exit(LOCKED_EXIT_CODE if result.locked else 1)
-    rows = ", ".join(f"{t}={n}" for t, n in sorted(result.rows.items())) or "nothing new"
+    rows = counts_text(result.rows)
     out.print(f"{source}: backfill ok, {result.chunks - result.skipped} chunks loaded, "
               f"{result.skipped} already done ({rows})", highlight=False)
 
 
 @app.command()
 def schedule(destination: Destination = "duckdb", warehouse: Warehouse = None) -> None:
-    """Run every enabled source on its schedule ([schedules.<source>]) until stopped."""
+    """Run every enabled source on its schedule (cron or interval_seconds) until stopped."""
     from schedules.scheduler import build_scheduler, run_until_stopped
 
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    names = list(dlt.config["sessionsync.enabled_sources"])
+    logs.setup(_verbose["on"], logging.INFO, timestamps=True)
+    names = settings.names("sessionsync.enabled_sources")
     try:
         scheduler = build_scheduler(names, destination, warehouse)
     except SyncError as exc:
-        err.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        _error(exc)
         raise typer.Exit(1) from None
     for job in scheduler.get_jobs():
         out.print(f"{job.name}: {job.trigger}, next run {job.next_run_time:%Y-%m-%d %H:%M:%S %Z}",
-                  highlight=False)
+                  highlight=False, markup=False)
     run_until_stopped(scheduler)
     out.print("scheduler stopped", highlight=False)
 
@@ -130,45 +156,69 @@ def schedule(destination: Destination = "duckdb", warehouse: Warehouse = None) -
 @app.command()
 def status(
     sources: Annotated[Optional[List[str]], typer.Argument(
-        help="Sources to report; default: [sessionsync] enabled_sources.")] = None,
+        help="Sources to report; default: SESSIONSYNC__ENABLED_SOURCES (all four).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
     destination: Destination = "duckdb",
     warehouse: Warehouse = None,
 ) -> None:
     """Freshness per source and resource; exits 1 if any is staler than its max_lag."""
+    from pipelines.status import alert_stale, next_runs
     from pipelines.status import status as get_status
     from pipelines.warehouse import resolve_location
 
-    names = sources or list(dlt.config["sessionsync.enabled_sources"])
+    names = sources or settings.names("sessionsync.enabled_sources")
     try:
         entries = get_status(names, destination, resolve_location(destination, warehouse))
     except SyncError as exc:
-        err.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        _error(exc)
         raise typer.Exit(1) from None
+    alert_stale(entries)
     if as_json:
         out.print_json(json.dumps([e.as_json() for e in entries]))
     else:
-        for e in entries:
-            lag = "-" if e.lag_seconds is None else f"{e.lag_seconds / 3600:.1f}h"
-            when = f"{e.last_success:%Y-%m-%d %H:%M}" if e.last_success else "never"
-            flag = " STALE" if e.stale else ""
-            out.print(f"{e.source}.{e.resource}: rows {e.rows}, last ok {when}, lag {lag}"
-                      f"{flag}" + (f", last error: {e.last_error}" if e.last_error else ""),
-                      highlight=False, soft_wrap=True)
+        out.print(_status_table(entries, next_runs()))
+    alerts.flush(ALERT_WAIT_SECONDS)
     raise typer.Exit(1 if any(e.stale for e in entries) else 0)
 
 
-@app.command()
-def sandbox() -> None:
-    """Serve the simulated APIs on fixed loopback ports until interrupted."""
-    from sandbox.serve import demo_env, serve_all
+def _status_table(entries: List[Any], upcoming: Dict[str, Any]) -> Table:
+    """Status for people: one row per resource."""
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False)
+    for name, justify in (("source", "left"), ("resource", "left"), ("rows", "right"),
+                          ("last ok", "left"), ("lag", "right"), ("next run", "left"),
+                          ("last error", "left")):
+        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+    for e in entries:
+        lag = "-" if e.lag_seconds is None else f"{e.lag_seconds / 3600:.1f}h"
+        if e.stale:
+            lag += " STALE"
+        when = f"{e.last_success:%Y-%m-%d %H:%M}" if e.last_success else "never"
+        upcoming_run = upcoming.get(e.source)
+        next_run = f"{upcoming_run:%Y-%m-%d %H:%M}" if upcoming_run else "-"
+        table.add_row(e.source, e.resource, f"{e.rows or 0:,}", when, lag, next_run,
+                      Text(e.last_error or ""))
+    return table
 
-    servers = serve_all(fixed_ports=True)
+
+@app.command()
+def sandbox(
+    env_file: Annotated[Optional[Path], typer.Option(
+        help="Also write the export lines to this file, for `source PATH`.")] = None,
+    free_ports: Annotated[bool, typer.Option(
+        help="Serve on free ports instead of 8401-8404 (several sandboxes at once).")] = False,
+) -> None:
+    """Serve the simulated APIs on loopback ports until interrupted."""
+    from sandbox.serve import export_lines, serve_all
+
+    servers = serve_all(fixed_ports=not free_ports)
+    lines = export_lines({n: s.url for n, s in servers.items()})
+    if env_file is not None:
+        env_file.write_text("\n".join(lines) + "\n")
+    # plain prints: rich would wrap a long export line at the terminal width
     for name, server in servers.items():
-        out.print(f"{name}: {server.url}")
-    out.print("\nPoint sessionsync at them with:")
-    for key, value in demo_env({n: s.url for n, s in servers.items()}).items():
-        out.print(f"export {key}='{value}'", highlight=False)
+        print(f"{name}: {server.url}")
+    print("\nPoint sessionsync at them with:" + (f" (also in {env_file})" if env_file else ""))
+    print("\n".join(lines), flush=True)
     try:
         while True:
             time.sleep(3600)
@@ -177,6 +227,56 @@ def sandbox() -> None:
     finally:
         for server in servers.values():
             server.stop()
+
+
+@app.command()
+def init(
+    folder: Annotated[Path, typer.Argument(help="Folder to set up; default the current one.")]
+        = Path("."),
+    source: Annotated[Optional[List[str]], typer.Option(
+        help="Source to configure (repeatable); default every source.")] = None,
+) -> None:
+    """Write a starting .dlt/config.toml and .dlt/secrets.toml; never overwrites."""
+    from pipelines.init import init as write_templates
+
+    try:
+        written = write_templates(folder, source or [])
+    except SyncError as exc:
+        _error(exc)
+        raise typer.Exit(1) from None
+    for path in written:
+        out.print(f"wrote {path}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+def reset(
+    source: Annotated[str, typer.Argument(help="Source to reset.")],
+    resource: Annotated[Optional[List[str]], typer.Option(
+        help="Resource to reset (repeatable); default every resource of the source.")] = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")]
+        = False,
+    destination: Destination = "duckdb",
+    warehouse: Warehouse = None,
+) -> None:
+    """Drop a source's (or resources') tables and state; the next sync reloads from the start."""
+    from pipelines.lock import LockedError
+    from pipelines.reset import reset as run_reset
+
+    what = f"{source} ({', '.join(resource)})" if resource else f"every resource of {source}"
+    if not yes and not typer.confirm(f"Drop the tables and state of {what}?", err=True):
+        _error("reset cancelled")
+        raise typer.Exit(1)
+    try:
+        result = run_reset(source, resource, destination, warehouse)
+    except LockedError as exc:
+        _error(exc)
+        raise typer.Exit(LOCKED_EXIT_CODE) from None
+    except SyncError as exc:
+        _error(exc)
+        raise typer.Exit(1) from None
+    out.print(f"{source}: reset {', '.join(result.resources)}; dropped "
+              f"{', '.join(result.tables) or 'no tables'}; the next sync reloads them",
+              highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -205,7 +305,11 @@ class _nothing:
 
 
 def main() -> None:
-    app()
+    try:
+        app()
+    except SyncError as exc:  # a setting read before a command's own error handling
+        _error(exc)
+        raise SystemExit(1) from None
 
 
 if __name__ == "__main__":

@@ -9,11 +9,10 @@ from datetime import UTC, datetime
 from typing import Any, Dict, List, Optional, Sequence
 
 import dlt
-from dlt.common.configuration.exceptions import ConfigFieldMissingException
 from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.sources import DltResource
 
-from pipelines import runlog
+from pipelines import aftermath, runlog, schema_changes, settings, sharing
 from pipelines.lock import LockedError, warehouse_lock
 from pipelines.registry import source_factory
 from pipelines.warehouse import Location, dlt_destination, pipelines_dir, resolve_location
@@ -34,14 +33,19 @@ class SyncResult:
     error: Optional[str] = None
     locked: bool = False  # refused: another writer holds the source's lock
     pages: int = 0  # API responses read
+    run_id: Optional[str] = None
+    resources: List[str] = field(default_factory=list)
+    schema_changes: List[Dict[str, Any]] = field(default_factory=list)  # tables/columns added
 
 
 def make_pipeline(source: str, destination: str, warehouse: Optional[str],
                   name: Optional[str] = None) -> dlt.Pipeline:
     """The dlt pipeline of `source` into a warehouse; its dataset is named after the source."""
     location = resolve_location(destination, warehouse)
+    name = name or f"sessionsync_{source}"
+    settings.enforce_extract_order(name)
     return dlt.pipeline(
-        pipeline_name=name or f"sessionsync_{source}",
+        pipeline_name=name,
         pipelines_dir=str(pipelines_dir(destination, location)),
         destination=dlt_destination(destination, location),
         dataset_name=source,
@@ -75,8 +79,24 @@ def sync_locked(source: str, destination: str, warehouse: Optional[str], locatio
 
     `pipeline_name` gives a run its own dlt state (backfill), `only` selects resources,
     `extra` is a resource appended last (it runs after the others), `source_args` go to the
-    source function (e.g. a backfill `window`).
+    source function (e.g. a backfill `window`). The run holds the warehouse
+    (`pipelines.sharing`, waiting while another process uses it), then publishes the BI
+    copy, records schema changes, logs a line per resource and alerts on a failure.
     """
+    with sharing.warehouse_access(source, destination, location):
+        result = _run_locked(source, destination, warehouse, location, mode, pipeline_name,
+                             only, extra, **source_args)
+        aftermath.after_run(result, destination, location)
+    return result
+
+
+def _run_locked(source: str, destination: str, warehouse: Optional[str], location: Location,
+                mode: str, pipeline_name: Optional[str] = None,
+                only: Optional[Sequence[str]] = None, extra: Optional[DltResource] = None,
+                **source_args: Any) -> SyncResult:
+    """The run itself: extract, normalize and load, then its run log rows."""
+    run_id = uuid.uuid4().hex
+    changes: List[Dict[str, Any]] = []
     started = datetime.now(UTC)
     resources: List[str] = []
     rows: Dict[str, int] = {}
@@ -104,12 +124,14 @@ def sync_locked(source: str, destination: str, warehouse: Optional[str], locatio
                 log.warning("%s: finishing the load an interrupted run left behind", source)
                 pipeline.normalize()
                 pipeline.load()
+            known = schema_changes.known_tables(pipeline)
             with partitions.collecting() as failures:
-                pipeline.run(
+                load_info = pipeline.run(
                     data,
                     loader_file_format="parquet",
                     table_format="delta" if destination == "parquet" else None,  # type: ignore[arg-type]
                 )
+            changes = schema_changes.added(load_info, known)
             info = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None
             counted = dict(info.row_counts) if info else {}
             rows = {t: n for t, n in counted.items() if not t.startswith("_dlt")}
@@ -119,9 +141,10 @@ def sync_locked(source: str, destination: str, warehouse: Optional[str], locatio
             log.debug("sync of %s failed", source, exc_info=True)
             result = SyncResult(source, ok=False, error=one_line_error(source, exc))
     result.pages = sum(c["pages"] for c in counts.values())
+    result.run_id, result.resources, result.schema_changes = run_id, resources, changes
     status = "ok" if result.ok else ("partial" if result.rows else "failed")
     marks = runlog.high_water_marks(source, destination, location)
-    runlog.write(runlog.run_rows(uuid.uuid4().hex, source, resources, mode, started,
+    runlog.write(runlog.run_rows(run_id, source, resources, mode, started,
                                  datetime.now(UTC), status, rows, counts, marks, result.error),
                  source, destination, location)
     return result
@@ -143,11 +166,9 @@ def one_line_error(source: str, exc: BaseException) -> str:
     for err in chain:
         if isinstance(err, SyncError):
             return str(err)
-    for err in chain:
-        if isinstance(err, ConfigFieldMissingException):
-            names = ", ".join(err.fields)
-            return (f"{source}: missing setting(s) {names}; set them in .dlt/ or as "
-                    f"SOURCES__{source.upper()}__<NAME> environment variables")
+    setting = settings.config_error(source, chain)
+    if setting:
+        return setting
     root = chain[-1]
     step = next((e.step for e in chain if isinstance(e, PipelineStepFailed)), None)
     where = f" during {step}" if step else ""

@@ -98,7 +98,7 @@ def write(rows: List[Dict[str, Any]], source: str, destination: str, location: L
     runs = pa.Table.from_pylist(rows, schema=SCHEMA)
     for attempt in range(3):
         try:
-            _append(runs, destination, location)
+            append(runs, TABLE, destination, location)
             return
         except Exception as exc:  # the sync's own outcome stands  # noqa: BLE001
             if attempt == 2:
@@ -106,21 +106,22 @@ def write(rows: List[Dict[str, Any]], source: str, destination: str, location: L
                             " ".join(str(exc).split())[:200])
 
 
-def _append(runs: pa.Table, destination: str, location: Location) -> None:
+def append(runs: pa.Table, table: str, destination: str, location: Location) -> None:
+    """Append Arrow rows to `sessionsync_ops.<table>` of any warehouse, creating it."""
     if destination == "parquet":
         from deltalake import write_deltalake  # only the file warehouse needs it
 
         options: Dict[str, str] = {}
         if isinstance(location, str):
             options = object_store(location)[1]
-            path = f"{location}/{DATASET}/{TABLE}"
+            path = f"{location}/{DATASET}/{table}"
         else:
-            path = str(location / DATASET / TABLE)
+            path = str(location / DATASET / table)
         write_deltalake(path, runs, mode="append", storage_options=options or None)
         return
     with connect(destination, location, read_only=False) as con:
         con.register("runs", runs)
         con.execute(f"CREATE SCHEMA IF NOT EXISTS {DATASET}")
-        con.execute(f"CREATE TABLE IF NOT EXISTS {DATASET}.{TABLE} AS "
+        con.execute(f"CREATE TABLE IF NOT EXISTS {DATASET}.{table} AS "
                     "SELECT * FROM runs LIMIT 0")
-        con.execute(f"INSERT INTO {DATASET}.{TABLE} BY NAME SELECT * FROM runs")
+        con.execute(f"INSERT INTO {DATASET}.{table} BY NAME SELECT * FROM runs")

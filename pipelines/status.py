@@ -3,13 +3,15 @@
 from __future__ import annotations
 
 import re
+import sqlite3
+from contextlib import closing
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from typing import Any, Dict, List, Optional, Sequence
 
 import dlt
 
-from pipelines import runlog
+from pipelines import alerts, runlog, settings, sharing
 from pipelines.warehouse import Location, connect
 from sources.http import SyncError
 
@@ -44,7 +46,8 @@ def parse_duration(text: str, setting: str) -> float:
 def max_lag(source: str) -> Optional[float]:
     """The freshness limit of a source (`[sources.<name>] max_lag`), if one is set."""
     value: Optional[str] = dlt.config.get(f"sources.{source}.max_lag")
-    return parse_duration(value, f"sources.{source}.max_lag") if value else None
+    key = f"sources.{source}.max_lag"
+    return parse_duration(value, settings.where(key)) if value else None
 
 
 def status(sources: Sequence[str], destination: str, location: Location,
@@ -52,7 +55,8 @@ def status(sources: Sequence[str], destination: str, location: Location,
     """One entry per source and resource with a high-water mark or a run log row."""
     now = now or datetime.now(UTC)
     out: List[ResourceStatus] = []
-    with connect(destination, location) as con:
+    with sharing.warehouse_access("status", destination, location, exclusive=False), \
+            connect(destination, location) as con:
         runs: Dict[tuple, tuple] = {}
         try:
             for row in con.execute(f"""
@@ -77,3 +81,26 @@ def status(sources: Sequence[str], destination: str, location: Location,
                                           last_error, limit, stale))
     return out
 
+
+
+def next_runs() -> Dict[str, datetime]:
+    """Per source, the next run `sessionsync schedule` has stored in its job store."""
+    store = settings.path("schedules.jobstore")
+    if not store.exists():
+        return {}
+    try:
+        with closing(sqlite3.connect(f"file:{store}?mode=ro", uri=True)) as con:
+            rows = con.execute("SELECT id, next_run_time FROM apscheduler_jobs").fetchall()
+    except sqlite3.Error:
+        return {}
+    return {job.split(":", 1)[1]: datetime.fromtimestamp(when, UTC)
+            for job, when in rows if job.startswith("sync:") and when is not None}
+
+
+def alert_stale(entries: Sequence[ResourceStatus]) -> None:
+    """Alert (`pipelines.alerts`) for every resource past its max_lag."""
+    for e in entries:
+        if e.stale:
+            alerts.alert("stale", e.source, e.resource, "stale",
+                         f"{e.source}.{e.resource}: newest record is older than max_lag "
+                         f"({e.max_lag_seconds:.0f}s)", e.lag_seconds)

@@ -16,29 +16,22 @@ from typing import Any, Dict, List, Optional, Union
 
 import dlt
 import duckdb
+from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
-from pipelines import remote
+from pipelines import remote, settings
 from pipelines.delta import ensure_delta_extension
 from sources.http import SyncError
 
 DESTINATIONS = ("duckdb", "parquet", "postgres")
-# Defaults, each overridable in [sessionsync] (or SESSIONSYNC__<KEY>).
-DEFAULTS = {"warehouse": "warehouse/sessionsync.duckdb", "file_warehouse": "warehouse/files",
-            "pipelines_dir": "var/pipelines"}
 
 # A local path, or the URL of a warehouse on another host (`s3://...`, or the Postgres
 # database's address without its password).
 Location = Union[Path, str]
 
 
-def setting(key: str) -> Any:
-    """A `[sessionsync]` setting, or its default in code."""
-    value: Any = dlt.config.get(f"sessionsync.{key}")
-    return value if value is not None else DEFAULTS[key]
-
-
 def resolve_location(destination: str, warehouse: Optional[str]) -> Location:
-    """Where the warehouse is: the `--warehouse` option, else the configured default.
+    """Where the warehouse is: the `--warehouse` option, else the configured default (a
+    relative path is under `settings.home()`).
 
     Postgres takes its database from dlt's credentials, so `--warehouse` does not apply.
     """
@@ -50,10 +43,12 @@ def resolve_location(destination: str, warehouse: Optional[str]) -> Location:
             raise SyncError("--warehouse does not apply to postgres: the database is "
                             f"{remote.POSTGRES_SETTING}")
         return remote.postgres_name(remote.postgres_credentials())
-    value = str(warehouse or setting("warehouse" if destination == "duckdb" else "file_warehouse"))
+    key = "sessionsync.warehouse" if destination == "duckdb" else "sessionsync.file_warehouse"
+    value = str(warehouse or settings.get(key))
     if destination == "parquet" and "://" in value and not value.startswith("file://"):
         return value.rstrip("/")
-    return Path(value.removeprefix("file://")).absolute()
+    local = Path(value.removeprefix("file://")).expanduser()
+    return local.absolute() if warehouse else settings.home() / local
 
 
 def is_remote(location: Location) -> bool:
@@ -69,7 +64,9 @@ def dlt_destination(destination: str, location: Location) -> Any:
         return dlt.destinations.filesystem(bucket_url=location)
     if destination == "duckdb":
         location.parent.mkdir(parents=True, exist_ok=True)
-        return dlt.destinations.duckdb(str(location))
+        return dlt.destinations.duckdb(DuckDbCredentials(
+            str(location), global_config=settings.mapping(
+                "destination.duckdb.credentials.global_config")))
     location.mkdir(parents=True, exist_ok=True)
     return dlt.destinations.filesystem(bucket_url=location.as_uri())
 
@@ -77,7 +74,7 @@ def dlt_destination(destination: str, location: Location) -> Any:
 def pipelines_dir(destination: str, location: Location) -> Path:
     """dlt working folder for one warehouse, so two warehouses never share local state."""
     digest = hashlib.sha1(str(location).encode()).hexdigest()[:10]
-    return Path(setting("pipelines_dir")).absolute() / f"{destination}-{digest}"
+    return settings.path("sessionsync.pipelines_dir") / f"{destination}-{digest}"
 
 
 def connect(destination: str, location: Location,

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import json
+import shlex
 import shutil
 from pathlib import Path
-from typing import Dict, Optional
+from typing import Dict, List, Optional
 
 from sandbox.core import Served, parse_iso_ms
 from sandbox.mobilenext import DEMO_KEY, MobileNextApi
@@ -56,3 +57,8 @@ def demo_env(urls: Dict[str, str]) -> Dict[str, str]:
         "SOURCES__SESSIONVISION__PROJECT_IDS": json.dumps(list(PROJECTS)),
         "SOURCES__SESSIONVISION__START_DATE": DEMO_START_DATE,
     }
+
+
+def export_lines(urls: Dict[str, str]) -> List[str]:
+    """`demo_env` as shell `export` lines, each value single-quoted for pasting or sourcing."""
+    return [f"export {key}={shlex.quote(value)}" for key, value in demo_env(urls).items()]

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from pathlib import Path
 from typing import Any, List, Optional, Sequence
 
 import dlt
@@ -23,6 +22,8 @@ from apscheduler.triggers.base import BaseTrigger
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from pipelines import settings
+from pipelines.aftermath import counts_text
 from pipelines.run import sync_source
 from sources.http import SyncError
 
@@ -34,7 +35,7 @@ def run_scheduled(source: str, destination: str, warehouse: Optional[str]) -> No
     """The job: one sync in `scheduled` mode; its outcome goes to the log and the run log."""
     result = sync_source(source, destination, warehouse, mode="scheduled")
     if result.ok:
-        log.info("%s: ok (%s)", source, result.rows or "nothing new")
+        log.info("%s: ok (%s)", source, counts_text(result.rows))
     elif result.locked:
         log.warning("%s: skipped, %s", source, result.error)
     else:
@@ -45,14 +46,20 @@ def trigger_for(source: str) -> BaseTrigger:
     """The trigger in `[schedules.<source>]`: `cron = "*/15 * * * *"` or `interval_seconds`."""
     cron: Optional[str] = dlt.config.get(f"schedules.{source}.cron")
     every: Optional[float] = dlt.config.get(f"schedules.{source}.interval_seconds")
+    if not cron and not every:
+        cron = settings.DEFAULTS.get(f"schedules.{source}.cron")
     try:
         if cron:
             return CronTrigger.from_crontab(cron, timezone="UTC")
         if every:
             return IntervalTrigger(seconds=float(every), timezone="UTC")
     except (TypeError, ValueError) as exc:
-        raise SyncError(f"schedules.{source}: invalid schedule: {exc}") from None
-    raise SyncError(f"schedules.{source}: set cron (e.g. \"*/15 * * * *\") or interval_seconds")
+        raise SyncError(f"schedules.{source}: invalid schedule ({exc}); set "
+                        f"{settings.where(f'schedules.{source}.cron')} or "
+                        f"{settings.env_name(f'schedules.{source}.interval_seconds')}") from None
+    raise SyncError(f"schedules.{source}: no schedule; set "
+                    f"{settings.where(f'schedules.{source}.cron')} (e.g. \"*/15 * * * *\") "
+                    f"or {settings.env_name(f'schedules.{source}.interval_seconds')}")
 
 
 def build_scheduler(sources: Sequence[str], destination: str = "duckdb",
@@ -63,13 +70,14 @@ def build_scheduler(sources: Sequence[str], destination: str = "duckdb",
     so runs missed while sessionsync was down coalesce into one when it resumes.
     """
     triggers = {source: trigger_for(source) for source in sources}
-    store = Path(dlt.config["schedules.jobstore"]).absolute()
+    store = settings.path("schedules.jobstore")
     store.parent.mkdir(parents=True, exist_ok=True)
+    grace = int(settings.number("schedules.misfire_grace_seconds"))
     scheduler = BackgroundScheduler(
         jobstores={"default": SQLAlchemyJobStore(url=f"sqlite:///{store}")},
         executors={"default": ThreadPoolExecutor(max_workers=1)},
         job_defaults={"coalesce": True, "max_instances": 1,
-                      "misfire_grace_time": int(dlt.config["schedules.misfire_grace_seconds"])},
+                      "misfire_grace_time": grace},
         timezone="UTC")
     scheduler.start(paused=True)
     wanted = {f"sync:{source}": source for source in sources}

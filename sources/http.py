@@ -35,18 +35,19 @@ PARTITION_STATUSES = frozenset({401, 403, 404})
 
 @configspec
 class HttpConfig(BaseConfiguration):
-    """Transport settings shared by all sources; defaults live in `.dlt/config.toml` [sources.http].
-
-    A source may override any of them in its own `[sources.<name>.http]` section.
+    """Transport settings shared by all sources, with their defaults; set in `[sources.http]`
+    (`SOURCES__HTTP__<NAME>`), and a source may override any of them in its own
+    `[sources.<name>.http]` section.
     """
 
-    connect_timeout: float = None  # type: ignore[assignment]
-    read_timeout: float = None  # type: ignore[assignment]
-    max_retries: int = None  # type: ignore[assignment]
-    backoff_base: float = None  # type: ignore[assignment]
-    backoff_max: float = None  # type: ignore[assignment]
-    max_pages: int = None  # type: ignore[assignment]
-    requests_per_second: float = None  # type: ignore[assignment]
+    connect_timeout: float = 5.0
+    read_timeout: float = 30.0
+    max_retries: int = 6
+    backoff_base: float = 0.5
+    backoff_max: float = 30.0
+    max_pages: int = 100000
+    # At most this many requests start per second across a source's threads; 0 = no limit.
+    requests_per_second: float = 0.0
 
 
 def segment(value: Any) -> str:
@@ -95,6 +96,15 @@ class BearerAuth(httpx.Auth):
         return "BearerAuth(***)"
 
 
+def check_base_url(source: str, base_url: str) -> None:
+    """Refuse a base URL that is not http(s)://host at once, naming its setting."""
+    url = httpx.URL(str(base_url)) if base_url else None
+    if url is None or url.scheme not in ("http", "https") or not url.host:
+        raise SyncError(f"{source}: setting base_url = {str(base_url)!r} is not an http(s) URL; "
+                        f"set SOURCES__{source.upper()}__BASE_URL (or base_url under "
+                        f"[sources.{source}] in .dlt/config.toml)")
+
+
 ErrorMessage = Callable[[Any], Optional[str]]
 """Extracts the server's message from a parsed error body, per API error format."""
 
@@ -120,6 +130,7 @@ class ApiClient:
         headers: Optional[Mapping[str, str]] = None,
         error_message: Optional[ErrorMessage] = None,
     ) -> None:
+        check_base_url(source, base_url)
         self.source = source
         self.config = config
         self.auth = auth

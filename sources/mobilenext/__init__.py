@@ -30,13 +30,13 @@ from sources.timeutil import arrow_times, epoch_ms, format_ms, from_epoch_ms, pa
 
 @dlt.source(name=SOURCE, max_table_nesting=0)
 def mobilenext_source(
-    base_url: str = dlt.config.value,
+    base_url: str = "https://api.mobilenexthq.com",
     api_key: str = dlt.secrets.value,
-    organization_ids: Sequence[str] = dlt.config.value,
-    start_date: str = dlt.config.value,
-    page_size: int = dlt.config.value,
-    reconcile_every_hours: float = dlt.config.value,
-    concurrency: int = dlt.config.value,
+    organization_ids: Sequence[str] = (),
+    start_date: str = "2024-01-01",
+    page_size: int = MAX_PAGE_SIZE,
+    reconcile_every_hours: float = 24.0,
+    concurrency: int = 8,
     http: HttpConfig = dlt.config.value,
     window: Optional[Sequence[str]] = None,
 ) -> List[DltResource]:

@@ -53,9 +53,9 @@ TIMESTAMPS = ("created_at", "updated_at")
 
 @dlt.source(name=SOURCE)
 def session_services_source(
-    base_url: str = dlt.config.value,
+    base_url: str = "https://api.session.services",
     tenant_tokens: Dict[str, str] = dlt.secrets.value,
-    start_date: str = dlt.config.value,
+    start_date: str = "2024-01-01",
     http: HttpConfig = dlt.config.value,
     recheck_hours: float = 168.0,
 ) -> List[DltResource]:

@@ -135,11 +135,11 @@ class _EventScan:
 
 @dlt.source(name=SOURCE)
 def sessionvision_source(
-    base_url: str = dlt.config.value,
+    base_url: str = "https://app.sessionvision.com",
     api_token: str = dlt.secrets.value,
     project_ids: List[str] = dlt.config.value,
-    start_date: str = dlt.config.value,
-    concurrency: int = dlt.config.value,
+    start_date: str = "2024-01-01",
+    concurrency: int = 8,
     http: HttpConfig = dlt.config.value,
     window: Optional[List[str]] = None,
     recheck_rows: int = RECHECK_ROWS,

@@ -56,10 +56,10 @@ class _Run:
 
 @dlt.source(name=SOURCE)
 def tagbase_source(
-    base_url: str = dlt.config.value,
+    base_url: str = "https://platform.tagbase.io",
     api_key: str = dlt.secrets.value,
     verification_log_url: str = dlt.config.value,
-    concurrency: int = dlt.config.value,
+    concurrency: int = 8,
     http: HttpConfig = dlt.config.value,
 ) -> List[DltResource]:
     """Verifications from the log at `verification_log_url`, with their sessions and tags.

@@ -54,7 +54,8 @@ def test_unwritable_warehouse_fails_clearly_keeps_state_and_recovers(
         stdout=subprocess.PIPE, text=True)
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
-        failed = run_cli("sync", "mobilenext")
+        # a writer waits for a busy warehouse (pipelines.sharing); here only briefly
+        failed = run_cli("sync", "mobilenext", SESSIONSYNC__WAREHOUSE_WAIT_SECONDS="2")
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()

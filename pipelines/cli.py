@@ -52,12 +52,65 @@ def sync(
         help="Sources to sync; default: [sessionsync] enabled_sources.")] = None,
     destination: Destination = "duckdb",
     warehouse: Warehouse = None,
+    then_transform: Annotated[bool, typer.Option(
+        "--transform", help="Then rebuild the BI marts (as `sessionsync transform`).")] = False,
 ) -> None:
     """Sync sources into the warehouse (incremental)."""
     names = sources or list(dlt.config["sessionsync.enabled_sources"])
     with out.status(f"syncing {', '.join(names)}…") if out.is_terminal else _nothing():
         results = run_sync(names, destination, warehouse)
-    raise typer.Exit(_report(results))
+    code = _report(results)
+    if then_transform:
+        code = max(code, _transformed(destination, warehouse, full_refresh=False))
+    raise typer.Exit(code)
+
+
+def _transformed(destination: str, warehouse: Optional[str], full_refresh: bool) -> int:
+    """Run the BI transform, print its outcome, return its exit code (0, 1, or 75 locked)."""
+    from pipelines.transform import transform as run_transform
+
+    with out.status("building the BI marts…") if out.is_terminal else _nothing():
+        result = run_transform(destination, warehouse, full_refresh=full_refresh)
+    if result.warnings:
+        out.print(f"warning: {len(result.warnings)} source(s) older than their freshness bound: "
+                  + "; ".join(result.warnings), highlight=False, soft_wrap=True)
+    if not result.ok:
+        err.print(f"error: {result.error}", highlight=False, soft_wrap=True)
+        return LOCKED_EXIT_CODE if result.locked else 1
+    marts = ", ".join(f"{m}={n}" for m, n in sorted(result.models.items()) if n is not None)
+    out.print(f"transform: ok, {len(result.models)} models, {result.tests} tests passed in "
+              f"{result.seconds:.0f}s, marts in {result.database} ({marts})", highlight=False,
+              soft_wrap=True)
+    return 0
+
+
+@app.command()
+def transform(
+    destination: Destination = "duckdb",
+    warehouse: Warehouse = None,
+    full_refresh: Annotated[bool, typer.Option(
+        help="Rebuild incremental marts from all history.")] = False,
+) -> None:
+    """Build the BI marts (dbt/) over the warehouse; exits 1 if a model or test fails."""
+    raise typer.Exit(_transformed(destination, warehouse, full_refresh))
+
+
+@app.command()
+def report(
+    destination: Destination = "duckdb",
+    warehouse: Warehouse = None,
+    output: Annotated[Optional[str], typer.Option(
+        help="HTML file to write; default: report.html beside the marts.")] = None,
+) -> None:
+    """Write the BI report: one self-contained HTML page of the marts' headline charts."""
+    from pipelines.report import write_report
+
+    try:
+        path = write_report(destination, warehouse, output)
+    except SyncError as exc:
+        err.print(f"error: {exc}", highlight=False, soft_wrap=True)
+        raise typer.Exit(1) from None
+    out.print(f"report: {path}", highlight=False, soft_wrap=True)
 
 
 @app.command()

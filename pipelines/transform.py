@@ -122,7 +122,7 @@ def _transform_locked(destination: str, location: Path, folder: Path, full_refre
     failures, warnings, models, passed = [], [], {}, 0
     statuses: Dict[str, str] = {}
     for r in results:
-        kind, name = r["unique_id"].split(".")[0], r["unique_id"].split(".")[-1]
+        kind, _, name = r["unique_id"].split(".")[:3]  # test ids end in a hash
         if kind == "model":
             statuses[name] = r["status"]
         if r["status"] in FAILED:

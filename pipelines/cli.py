@@ -232,7 +232,7 @@ def sandbox() -> None:
 
 @app.command()
 def demo(warehouse: Warehouse = None) -> None:
-    """Start the sandbox, sync every source into DuckDB, print row counts and a BI query."""
+    """Start the sandbox, sync every source into DuckDB, build the BI marts and report."""
     from pipelines.demo import BI_QUERY, run_demo
 
     results, counts, bi_rows, seconds = run_demo(warehouse)
@@ -243,6 +243,12 @@ def demo(warehouse: Warehouse = None) -> None:
     out.print(f"\nExample BI query:\n{BI_QUERY}\n", soft_wrap=True, highlight=False)
     for row in bi_rows:
         out.print("  " + " | ".join(str(v) for v in row), highlight=False)
+    if code == 0:  # the BI marts (schema `bi`) and the report over them
+        code = _transformed("duckdb", warehouse, full_refresh=False)
+    if code == 0:
+        from pipelines.report import write_report
+
+        out.print(f"report: {write_report('duckdb', warehouse)}", highlight=False, soft_wrap=True)
     out.print(f"\ndemo finished in {seconds:.1f}s", highlight=False)
     raise typer.Exit(code)
 

@@ -195,7 +195,7 @@ header h1 { margin: 0; font-size: 22px; } header p { margin: 4px 0 0; color: #c6
 main { display: grid; grid-template-columns: repeat(auto-fit, minmax(560px, 1fr));
        gap: 16px; padding: 16px; }
 section { background: #fff; border-radius: 8px; padding: 8px 12px;
-          box-shadow: 0 1px 3px rgba(0,0,0,.08); }
+          box-shadow: 0 1px 3px rgba(0,0,0,.08); min-width: 0; overflow: hidden; }
 section h2 { font-size: 16px; margin: 6px 4px; } .empty { color: #888; padding: 40px; }
 """
 

@@ -48,7 +48,7 @@ def _figure(con: duckdb.DuckDBPyConnection,
     except duckdb.CatalogException:  # the mart's source is not synced yet
         return None
     if fig is not None:
-        fig.update_layout(template="plotly_white", height=380,
+        fig.update_layout(template="plotly_white", height=fig.layout.height or 380,
                           margin={"l": 60, "r": 20, "t": 30, "b": 60},
                           legend={"orientation": "h", "y": -0.2})
     return fig

@@ -161,6 +161,17 @@ def assert_marts_equal_truth(world: World, destination: str) -> None:
     assert sum(v["invalid"] for v in verdicts.values()) > 0
 
 
+def refund_old_orders(api: SessionServicesApi, before: Any, n: int = 3) -> None:
+    """Refund `n` successful orders placed before the day `before`, as a customer would."""
+    tenant = next(iter(api.tenants))
+    old = [o for o in api.truth(tenant, "orders") if o["status"] == "SUCCESSFUL"
+           and o["refunded"] == 0 and o["createdAt"][:10] < before.isoformat()]
+    assert len(old) >= n, "too few orders to refund"
+    with api.lock:
+        for order in old[:n]:
+            api._on_order_refund(tenant, order["id"])
+
+
 def snapshot(destination: str, tables: Tuple[str, ...]) -> Dict[str, list]:
     return {t: sorted(query(destination, f"SELECT * FROM bi.{t}"), key=repr) for t in tables}
 
@@ -183,9 +194,10 @@ def test_marts_equal_sandbox_metrics_and_incremental_equals_full_rebuild(world: 
     newest_day = max(d for _, d, *_ in before["active_users_daily"])
     newest_sale = max(d for _, _, d, *_ in before["event_sales_daily"])
 
-    # A day and a half later: late sessionvision events land in days already built, refunds
-    # land on orders placed days ago.
+    # A day and a half later: late sessionvision events land in days already built, and
+    # refunds (as the sandbox makes them) land on orders placed days ago.
     world.advance(1.5 * DAY_S)
+    refund_old_orders(world.session_services, before=newest_sale - timedelta(days=3))
     assert all(r.ok for r in sync(SOURCES)), "second sync failed"
     result = transform()
     assert result.ok, result.error

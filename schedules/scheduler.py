@@ -39,7 +39,7 @@ def run_scheduled(source: str, destination: str, warehouse: Optional[str]) -> No
         log.warning("%s: skipped, %s", source, result.error)
     else:
         log.error("%s: %s", source, result.error)
-    if not result.locked and dlt.config.get("schedules.transform"):
+    if not result.locked and dlt.config.get("schedules.transform", bool):
         from pipelines.transform import transform  # `[schedules] transform = true`
 
         built = transform(destination, warehouse, mode="scheduled")

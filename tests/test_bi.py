@@ -234,11 +234,17 @@ def test_failed_transform_is_reported_and_leaves_loaded_data(
         world: World, monkeypatch: pytest.MonkeyPatch) -> None:
     from schedules.scheduler import run_scheduled
 
+    warehouse = resolve_location("duckdb", None)
+    monkeypatch.setenv("SCHEDULES__TRANSFORM", "false")  # as env vars spell it
+    run_scheduled("mobilenext", "duckdb", None)
+    with duckdb.connect(str(warehouse), read_only=True) as con:
+        assert con.execute("SELECT count(*) FROM information_schema.schemata "
+                           "WHERE schema_name = 'bi'").fetchone() == (0,)
+
     # A scheduled run with `[schedules] transform = true` builds the marts of what is loaded
     # (only mobilenext: the other sources' models are left out, not failed).
     monkeypatch.setenv("SCHEDULES__TRANSFORM", "true")
     run_scheduled("mobilenext", "duckdb", None)
-    warehouse = resolve_location("duckdb", None)
     with duckdb.connect(str(warehouse), read_only=True) as con:
         runs = con.execute("SELECT mode, status, count(*) FROM sessionsync_ops.sessionsync_runs "
                            "WHERE source = 'dbt' GROUP BY ALL").fetchall()

@@ -101,6 +101,8 @@ def _transform_locked(destination: str, location: Path, folder: Path, full_refre
         delta_views(location, database)
     present = existing_tables(database)
     missing = [t for t in declared_sources() if t not in present]
+    if not set(declared_sources()) - set(missing) - {f"{runlog.DATASET}.{runlog.TABLE}"}:
+        raise SyncError(f"no synced tables in {location}; run `sessionsync sync` first")
     if missing:
         log.warning("transform: not built, their source tables are not loaded yet: %s",
                     ", ".join(missing))
@@ -112,12 +114,12 @@ def _transform_locked(destination: str, location: Path, folder: Path, full_refre
     if dbt_vars:
         args += ["--vars", dbt_vars]
     build = run_dbt(args, database, work)
-    results = _artifact(work / "target" / "run_results.json", build)
+    results = _artifact(work / "target" / "run_results.json")
     freshness_args = ["source", "freshness"]
     for table in missing:
         freshness_args += ["--exclude", f"source:{table}"]
     fresh = run_dbt(freshness_args, database, work)
-    freshness = _artifact(work / "target" / "sources.json", fresh)
+    freshness = _artifact(work / "target" / "sources.json")
 
     failures, warnings, models, passed = [], [], {}, 0
     statuses: Dict[str, str] = {}
@@ -225,7 +227,7 @@ def _log_run(destination: str, location: Path, mode: str, started: datetime,
     runlog.write(entries, RUNLOG_SOURCE, destination, location)
 
 
-def _artifact(path: Path, done: subprocess.CompletedProcess) -> List[Dict[str, Any]]:
+def _artifact(path: Path) -> List[Dict[str, Any]]:
     """The `results` of a dbt artifact the command just wrote, or [] when it wrote none."""
     if not path.exists():
         return []

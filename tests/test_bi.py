@@ -3,7 +3,6 @@ warehouses, marts compared with the same metrics computed from the sandboxes' ow
 
 from __future__ import annotations
 
-import os
 from collections import Counter, defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -276,11 +275,18 @@ def test_failed_transform_is_reported_and_leaves_loaded_data(
     assert ("device_minutes_daily", errors[0][len("error: transform: "):]) in failed
 
 
-def test_transform_without_a_warehouse_says_so() -> None:
+def test_transform_without_synced_tables_says_so(tmp_path: Path) -> None:
     env = {"SESSIONSYNC__WAREHOUSE": "/nonexistent/w.duckdb",
-           "SESSIONSYNC__PIPELINES_DIR": os.path.join(os.getcwd(), ".pytest_cache", "bi")}
+           "SESSIONSYNC__FILE_WAREHOUSE": str(tmp_path / "files"),
+           "SESSIONSYNC__PIPELINES_DIR": str(tmp_path / "pipelines")}
     done = run_cli("transform", **env)
     assert done.returncode == 1
     assert done.stderr.strip() == ("error: transform: no warehouse at /nonexistent/w.duckdb; "
                                    "run `sessionsync sync` first")
     assert done.stdout == ""
+
+    done = run_cli("transform", "--destination", "parquet", **env)
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines()[-1] == (
+        f"error: transform: no synced tables in {tmp_path / 'files'}; run `sessionsync sync` "
+        "first")

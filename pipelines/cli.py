@@ -65,12 +65,14 @@ def sync(
     raise typer.Exit(code)
 
 
-def _transformed(destination: str, warehouse: Optional[str], full_refresh: bool) -> int:
+def _transformed(destination: str, warehouse: Optional[str], full_refresh: bool,
+                 dbt_vars: Optional[str] = None) -> int:
     """Run the BI transform, print its outcome, return its exit code (0, 1, or 75 locked)."""
     from pipelines.transform import transform as run_transform
 
     with out.status("building the BI marts…") if out.is_terminal else _nothing():
-        result = run_transform(destination, warehouse, full_refresh=full_refresh)
+        result = run_transform(destination, warehouse, full_refresh=full_refresh,
+                               dbt_vars=dbt_vars)
     if result.warnings:
         out.print(f"warning: {len(result.warnings)} source(s) older than their freshness bound: "
                   + "; ".join(result.warnings), highlight=False, soft_wrap=True)
@@ -90,9 +92,11 @@ def transform(
     warehouse: Warehouse = None,
     full_refresh: Annotated[bool, typer.Option(
         help="Rebuild incremental marts from all history.")] = False,
+    dbt_vars: Annotated[Optional[str], typer.Option(
+        "--vars", help="dbt vars (YAML), e.g. '{funnel_steps: [a, b, c]}'.")] = None,
 ) -> None:
     """Build the BI marts (dbt/) over the warehouse; exits 1 if a model or test fails."""
-    raise typer.Exit(_transformed(destination, warehouse, full_refresh))
+    raise typer.Exit(_transformed(destination, warehouse, full_refresh, dbt_vars))
 
 
 @app.command()

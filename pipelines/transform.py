@@ -28,7 +28,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import duckdb
 import yaml  # type: ignore[import-untyped]  # comes with dbt-core
@@ -121,8 +121,28 @@ def _transform_locked(destination: str, location: Path, folder: Path, full_refre
     fresh = run_dbt(freshness_args, database, work)
     freshness = _artifact(work / "target" / "sources.json")
 
-    failures, warnings, models, passed = [], [], {}, 0
+    failures, warnings, statuses, passed = outcome(results, freshness)
+    models: Dict[str, Optional[int]] = {}
+    if not results:
+        failures.append(f"dbt build failed: {_tail(build)}")
+    if not freshness and fresh.returncode:
+        failures.append(f"dbt source freshness failed: {_tail(fresh)}")
+    if statuses:
+        models = row_counts(database, [m for m, s in statuses.items() if s == "success"])
+    error = "; ".join(failures) or None
+    _log_run(destination, location, mode, started, statuses, models, error)
+    return TransformResult(ok=not failures, error=f"transform: {error}" if error else None,
+                           models={m: models.get(m) for m in statuses}, tests=passed,
+                           warnings=warnings, database=database)
+
+
+def outcome(results: List[Dict[str, Any]], freshness: List[Dict[str, Any]]
+            ) -> Tuple[List[str], List[str], Dict[str, str], int]:
+    """Failures, warnings, status per model and tests passed, from dbt's artifacts."""
+    failures: List[str] = []
+    warnings: List[str] = []
     statuses: Dict[str, str] = {}
+    passed = 0
     for r in results:
         kind, _, name = r["unique_id"].split(".")[:3]  # test ids end in a hash
         if kind == "model":
@@ -139,17 +159,7 @@ def _transform_locked(destination: str, location: Path, folder: Path, full_refre
                             if r["status"] == "error" else f"source {name} freshness failed")
         elif r["status"] == "warn":
             warnings.append(f"source {name}: newest record {r.get('max_loaded_at')}")
-    if not results:
-        failures.append(f"dbt build failed: {_tail(build)}")
-    if not freshness and fresh.returncode:
-        failures.append(f"dbt source freshness failed: {_tail(fresh)}")
-    if statuses:
-        models = row_counts(database, [m for m, s in statuses.items() if s == "success"])
-    error = "; ".join(failures) or None
-    _log_run(destination, location, mode, started, statuses, models, error)
-    return TransformResult(ok=not failures, error=f"transform: {error}" if error else None,
-                           models={m: models.get(m) for m in statuses}, tests=passed,
-                           warnings=warnings, database=database)
+    return failures, warnings, statuses, passed
 
 
 def run_dbt(args: Sequence[str], database: Path, work: Path) -> subprocess.CompletedProcess:

@@ -77,14 +77,72 @@ def sync(
         help="Sources to sync; default: SESSIONSYNC__ENABLED_SOURCES (all four).")] = None,
     destination: Destination = "duckdb",
     warehouse: Warehouse = None,
+    then_transform: Annotated[bool, typer.Option(
+        "--transform", help="Then rebuild the BI marts (as `sessionsync transform`).")] = False,
 ) -> None:
     """Sync sources into the warehouse (incremental)."""
     names = sources or settings.names("sessionsync.enabled_sources")
     with out.status(f"syncing {', '.join(names)}…") if out.is_terminal else _nothing():
         results = run_sync(names, destination, warehouse)
     code = _report(results)
+    if then_transform:
+        code = max(code, _transformed(destination, warehouse, full_refresh=False))
     alerts.flush(ALERT_WAIT_SECONDS)
     raise typer.Exit(code)
+
+
+def _transformed(destination: str, warehouse: Optional[str], full_refresh: bool,
+                 dbt_vars: Optional[str] = None) -> int:
+    """Run the BI transform, print its outcome, return its exit code (0, 1, or 75 locked)."""
+    from pipelines.transform import transform as run_transform
+
+    with out.status("building the BI marts…") if out.is_terminal else _nothing():
+        result = run_transform(destination, warehouse, full_refresh=full_refresh,
+                               dbt_vars=dbt_vars)
+    if result.warnings:
+        out.print(f"warning: {len(result.warnings)} source(s) older than their freshness bound: "
+                  + "; ".join(result.warnings), highlight=False, soft_wrap=True)
+    if not result.ok:
+        _error(result.error)
+        return LOCKED_EXIT_CODE if result.locked else 1
+    marts = ", ".join(f"{m}={n}" for m, n in sorted(result.models.items()) if n is not None)
+    out.print(f"transform: ok, {len(result.models)} models, {result.tests} tests passed in "
+              f"{result.seconds:.0f}s, marts in {result.database} ({marts})", highlight=False,
+              soft_wrap=True)
+    return 0
+
+
+@app.command()
+def transform(
+    destination: Destination = "duckdb",
+    warehouse: Warehouse = None,
+    full_refresh: Annotated[bool, typer.Option(
+        help="Rebuild incremental marts from all history.")] = False,
+    dbt_vars: Annotated[Optional[str], typer.Option(
+        "--vars", help="dbt vars (YAML), e.g. '{funnel_steps: [a, b, c]}'.")] = None,
+) -> None:
+    """Build the BI marts (dbt/) over the warehouse; exits 1 if a model or test fails."""
+    code = _transformed(destination, warehouse, full_refresh, dbt_vars)
+    alerts.flush(ALERT_WAIT_SECONDS)
+    raise typer.Exit(code)
+
+
+@app.command()
+def report(
+    destination: Destination = "duckdb",
+    warehouse: Warehouse = None,
+    output: Annotated[Optional[str], typer.Option(
+        help="HTML file to write; default: report.html beside the marts.")] = None,
+) -> None:
+    """Write the BI report: one self-contained HTML page of the marts' headline charts."""
+    from pipelines.report import write_report
+
+    try:
+        path = write_report(destination, warehouse, output)
+    except SyncError as exc:
+        _error(exc)
+        raise typer.Exit(1) from None
+    out.print(f"report: {path}", highlight=False, soft_wrap=True)
 
 
 @app.command()
@@ -281,7 +339,7 @@ def reset(
 
 @app.command()
 def demo(warehouse: Warehouse = None) -> None:
-    """Start the sandbox, sync every source into DuckDB, print row counts and a BI query."""
+    """Start the sandbox, sync every source into DuckDB, build the BI marts and report."""
     from pipelines.demo import BI_QUERY, run_demo
 
     results, counts, bi_rows, seconds = run_demo(warehouse)
@@ -292,6 +350,12 @@ def demo(warehouse: Warehouse = None) -> None:
     out.print(f"\nExample BI query:\n{BI_QUERY}\n", soft_wrap=True, highlight=False)
     for row in bi_rows:
         out.print("  " + " | ".join(str(v) for v in row), highlight=False)
+    if code == 0:  # the BI marts (schema `bi`) and the report over them
+        code = _transformed("duckdb", warehouse, full_refresh=False)
+    if code == 0:
+        from pipelines.report import write_report
+
+        out.print(f"report: {write_report('duckdb', warehouse)}", highlight=False, soft_wrap=True)
     out.print(f"\ndemo finished in {seconds:.1f}s", highlight=False)
     raise typer.Exit(code)
 

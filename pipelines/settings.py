@@ -45,6 +45,8 @@ DEFAULTS: Dict[str, Any] = {
     # `sessionsync schedule`'s job store and how late a missed run may still start.
     "schedules.jobstore": "var/schedules.sqlite",
     "schedules.misfire_grace_seconds": 3600,
+    # Rebuild the BI marts (`sessionsync transform`) after each scheduled sync.
+    "schedules.transform": False,
     "schedules.mobilenext.cron": "*/15 * * * *",
     "schedules.session_services.cron": "*/15 * * * *",
     "schedules.tagbase.cron": "*/5 * * * *",

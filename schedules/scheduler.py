@@ -40,6 +40,14 @@ def run_scheduled(source: str, destination: str, warehouse: Optional[str]) -> No
         log.warning("%s: skipped, %s", source, result.error)
     else:
         log.error("%s: %s", source, result.error)
+    if not result.locked and settings.flag("schedules.transform"):
+        from pipelines.transform import transform  # `[schedules] transform = true`
+
+        built = transform(destination, warehouse, mode="scheduled")
+        if built.ok:
+            log.info("transform after %s: ok", source)
+        else:
+            log.error("transform after %s: %s", source, built.error)
 
 
 def trigger_for(source: str) -> BaseTrigger:

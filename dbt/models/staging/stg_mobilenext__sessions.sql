@@ -1,0 +1,16 @@
+-- Live device sessions: ones deleted upstream (`deleted_at` set by the sync) are left out.
+SELECT
+    id AS session_id,
+    organization AS organization_id,
+    "user" AS user_id,
+    device__id AS device_id,
+    device__platform AS platform,
+    device__type AS device_type,
+    device__name AS device_name,
+    device__os_version AS os_version,
+    CAST(created_at AS TIMESTAMPTZ) AS created_at,
+    CAST(released_at AS TIMESTAMPTZ) AS released_at,
+    released_at IS NOT NULL AS is_released
+FROM {{ source('mobilenext', 'sessions') }}
+WHERE deleted_at IS NULL
+QUALIFY row_number() OVER (PARTITION BY id ORDER BY released_at DESC NULLS LAST) = 1

@@ -1,0 +1,13 @@
+-- Admission types (price tiers) of an event.
+SELECT
+    id AS admission_id,
+    tenant_id,
+    event_id,
+    name AS admission_name,
+    CAST(price AS BIGINT) AS price,
+    currency,
+    CAST(capacity AS BIGINT) AS capacity,
+    CAST(created_at AS TIMESTAMPTZ) AS created_at,
+    CAST(updated_at AS TIMESTAMPTZ) AS updated_at
+FROM {{ source('session_services', 'admissions') }}
+QUALIFY row_number() OVER (PARTITION BY id ORDER BY updated_at DESC) = 1

@@ -1,0 +1,16 @@
+-- Product analytics events; `properties` stays JSON text.
+SELECT
+    id AS event_id,
+    project_id,
+    event AS event_name,
+    distinct_id,
+    session_id,
+    CAST("timestamp" AS TIMESTAMPTZ) AS occurred_at,
+    current_url,
+    browser,
+    device_type,
+    country,
+    referrer,
+    properties
+FROM {{ source('sessionvision', 'events') }}
+QUALIFY row_number() OVER (PARTITION BY project_id, id ORDER BY "timestamp") = 1

@@ -1,0 +1,271 @@
+"""`sessionsync transform`: build the BI models of `dbt/` over a warehouse, and log the run.
+
+dbt runs in a child process (`python -m dbt.cli.main`), so a crash, a memory blow-up or a
+failing model ends that process only; its outcome is read back from dbt's own artifacts
+(`run_results.json`, `sources.json`). The models write only the schemas `bi_staging` and
+`bi`: a failed transform leaves every loaded table as it was, and a model whose test fails
+keeps its previous build downstream (dbt skips what depends on it).
+
+Where the models live:
+- DuckDB warehouse: in the warehouse file itself, beside the loaded schemas.
+- Delta warehouse: in `<folder>/sessionsync_bi.duckdb`, where every Delta table is a view over
+  `delta_scan(...)` under the same `<source>.<table>` name, so one dbt project serves both.
+
+The transform holds the write lock of every source (the DuckDB file has one writer) and of
+`transform` itself; a sync that comes due meanwhile is refused as it is by any writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import subprocess
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence, Tuple
+
+import duckdb
+import yaml  # type: ignore[import-untyped]  # comes with dbt-core
+
+from pipelines import alerts, runlog, sharing
+from pipelines.delta import ensure_delta_extension
+from pipelines.lock import LockedError, warehouse_lock
+from pipelines.registry import SOURCES
+from pipelines.warehouse import pipelines_dir, resolve_location
+from sources.http import SyncError
+
+log = logging.getLogger("sessionsync")
+DBT_DIR = Path(__file__).resolve().parent.parent / "dbt"
+RUNLOG_SOURCE = "dbt"  # the run log's `source` for transforms; `resource` is a model
+MARTS, STAGING = "bi", "bi_staging"
+FAILED = {"error", "fail", "skipped", "runtime error"}
+
+
+@dataclass
+class TransformResult:
+    """Outcome of one transform."""
+
+    ok: bool
+    error: Optional[str] = None
+    locked: bool = False
+    models: Dict[str, Optional[int]] = field(default_factory=dict)  # model -> rows (marts)
+    tests: int = 0  # data tests that passed
+    warnings: List[str] = field(default_factory=list)  # e.g. stale sources
+    database: Optional[Path] = None  # the DuckDB file holding the marts
+    seconds: float = 0.0
+
+
+def bi_database(destination: str, location: Path) -> Path:
+    """The DuckDB file the models are built in (see the module docstring)."""
+    return location if destination == "duckdb" else location / "sessionsync_bi.duckdb"
+
+
+def transform(destination: str = "duckdb", warehouse: Optional[str] = None,
+              full_refresh: bool = False, mode: str = "manual",
+              dbt_vars: Optional[str] = None) -> TransformResult:
+    """Build every model whose source tables exist, run the tests and source freshness.
+
+    Never raises: failures are in the result, and the run is appended to the run log
+    (`sessionsync_ops.sessionsync_runs`, source `dbt`, one row per model) with `mode`.
+    """
+    started = time.perf_counter()
+    try:
+        location = local_warehouse(destination, warehouse)
+        folder = pipelines_dir(destination, location)
+        with contextlib.ExitStack() as locks:
+            for name in ("transform", *SOURCES):
+                locks.enter_context(warehouse_lock(name, destination, location))
+            # dbt writes the DuckDB file: readers and other writers wait for it, as for a sync
+            locks.enter_context(sharing.warehouse_access("transform", destination, location))
+            result = _transform_locked(destination, location, folder, full_refresh, mode,
+                                       dbt_vars)
+    except LockedError as exc:
+        result = TransformResult(ok=False, error=f"transform: {exc}", locked=True)
+    except Exception as exc:  # one line for the user; the traceback goes to the debug log
+        log.debug("transform failed", exc_info=True)
+        result = TransformResult(ok=False, error=f"transform: {_one_line(exc)}")
+    result.seconds = time.perf_counter() - started
+    if not result.ok and not result.locked:  # alerted like a failed sync
+        alerts.alert("run", RUNLOG_SOURCE, "transform", "failed", result.error)
+    return result
+
+
+def local_warehouse(destination: str, warehouse: Optional[str]) -> Path:
+    """The warehouse the BI models run on: the DuckDB file or a local Delta folder."""
+    location = resolve_location(destination, warehouse)
+    if not isinstance(location, Path):
+        raise SyncError(f"transform: the BI models run on the DuckDB file or a local Delta "
+                        f"folder, not yet on {destination} warehouses ({location})")
+    return location
+
+
+def _transform_locked(destination: str, location: Path, folder: Path, full_refresh: bool,
+                      mode: str, dbt_vars: Optional[str]) -> TransformResult:
+    if destination == "duckdb" and not location.exists():
+        raise SyncError(f"no warehouse at {location}; run `sessionsync sync` first")
+    database = bi_database(destination, location)
+    if destination == "parquet":
+        delta_views(location, database)
+    present = existing_tables(database)
+    missing = [t for t in declared_sources() if t not in present]
+    if not set(declared_sources()) - set(missing) - {f"{runlog.DATASET}.{runlog.TABLE}"}:
+        raise SyncError(f"no synced tables in {location}; run `sessionsync sync` first")
+    if missing:
+        log.warning("transform: not built, their source tables are not loaded yet: %s",
+                    ", ".join(missing))
+    started = datetime.now(UTC)
+    work = folder / "dbt"
+    args = ["build", *(["--full-refresh"] if full_refresh else [])]
+    for table in missing:
+        args += ["--exclude", f"source:{table}+"]
+    if dbt_vars:
+        args += ["--vars", dbt_vars]
+    build = run_dbt(args, database, work)
+    results = _artifact(work / "target" / "run_results.json")
+    freshness_args = ["source", "freshness"]
+    for table in missing:
+        freshness_args += ["--exclude", f"source:{table}"]
+    fresh = run_dbt(freshness_args, database, work)
+    freshness = _artifact(work / "target" / "sources.json")
+
+    failures, warnings, statuses, passed = outcome(results, freshness)
+    models: Dict[str, Optional[int]] = {}
+    if not results:
+        failures.append(f"dbt build failed: {_tail(build)}")
+    if not freshness and fresh.returncode:
+        failures.append(f"dbt source freshness failed: {_tail(fresh)}")
+    if statuses:
+        models = row_counts(database, [m for m, s in statuses.items() if s == "success"])
+    error = "; ".join(failures) or None
+    _log_run(destination, location, mode, started, statuses, models, error)
+    return TransformResult(ok=not failures, error=f"transform: {error}" if error else None,
+                           models={m: models.get(m) for m in statuses}, tests=passed,
+                           warnings=warnings, database=database)
+
+
+def outcome(results: List[Dict[str, Any]], freshness: List[Dict[str, Any]]
+            ) -> Tuple[List[str], List[str], Dict[str, str], int]:
+    """Failures, warnings, status per model and tests passed, from dbt's artifacts."""
+    failures: List[str] = []
+    warnings: List[str] = []
+    statuses: Dict[str, str] = {}
+    passed = 0
+    for r in results:
+        kind, _, name = r["unique_id"].split(".")[:3]  # test ids end in a hash
+        if kind == "model":
+            statuses[name] = r["status"]
+        if r["status"] in FAILED:
+            failures.append(f"{kind} {name} {r['status']}"
+                            + (f": {_short(r.get('message'))}" if r.get("message") else ""))
+        elif kind == "test":
+            passed += 1
+    for r in freshness:
+        name = ".".join(r["unique_id"].split(".")[-2:])
+        if r["status"] in ("error", "runtime error"):
+            failures.append(f"source {name} is stale: newest {r.get('max_loaded_at')}"
+                            if r["status"] == "error" else f"source {name} freshness failed")
+        elif r["status"] == "warn":
+            warnings.append(f"source {name}: newest record {r.get('max_loaded_at')}")
+    return failures, warnings, statuses, passed
+
+
+def run_dbt(args: Sequence[str], database: Path, work: Path) -> subprocess.CompletedProcess:
+    """One dbt command in a child process, against `database`, with artifacts under `work`."""
+    work.mkdir(parents=True, exist_ok=True)
+    env = {**os.environ, "SESSIONSYNC_BI_PATH": str(database),
+           "DBT_SEND_ANONYMOUS_USAGE_STATS": "false", "DBT_VERSION_CHECK": "false",
+           "DBT_USE_COLORS": "false"}
+    command = [sys.executable, "-m", "dbt.cli.main", *args,
+               "--project-dir", str(DBT_DIR), "--profiles-dir", str(DBT_DIR),
+               "--target-path", str(work / "target"), "--log-path", str(work / "logs")]
+    target = work / "target"
+    for artifact in ("run_results.json", "sources.json"):
+        (target / artifact).unlink(missing_ok=True)
+    done = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+    log.debug("dbt %s exited %s:\n%s", " ".join(args), done.returncode, done.stdout[-4000:])
+    return done
+
+
+def delta_views(location: Path, database: Path) -> None:
+    """Make every Delta table of the file warehouse a view `<source>.<table>` in `database`."""
+    ensure_delta_extension()
+    database.parent.mkdir(parents=True, exist_ok=True)
+    with duckdb.connect(str(database)) as con:
+        con.execute("LOAD delta")
+        for log_dir in sorted(location.glob("*/*/_delta_log")):
+            table_dir = log_dir.parent
+            schema, table = table_dir.parent.name, table_dir.name
+            con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            path = str(table_dir).replace("'", "''")
+            con.execute(f'CREATE OR REPLACE VIEW "{schema}"."{table}" AS '
+                        f"SELECT * FROM delta_scan('{path}')")
+
+
+def declared_sources() -> List[str]:
+    """`source.table` of every table the dbt project reads (dbt/models/staging/sources.yml)."""
+    spec = yaml.safe_load((DBT_DIR / "models" / "staging" / "sources.yml").read_text())
+    return [f"{s['name']}.{t['name']}" for s in spec["sources"] for t in s["tables"]]
+
+
+def existing_tables(database: Path) -> set:
+    """`schema.table` of every table and view in a DuckDB file (empty when it is missing)."""
+    if not database.exists():
+        return set()
+    with duckdb.connect(str(database), read_only=True) as con:
+        rows = con.execute("SELECT table_schema, table_name FROM information_schema.tables")
+        return {f"{s}.{t}" for s, t in rows.fetchall()}
+
+
+def row_counts(database: Path, models: Sequence[str]) -> Dict[str, Optional[int]]:
+    """Rows of each built mart (staging models are views: not counted)."""
+    counts: Dict[str, Optional[int]] = {}
+    with duckdb.connect(str(database), read_only=True) as con:
+        marts = {t for (t,) in con.execute(
+            "SELECT table_name FROM information_schema.tables "
+            f"WHERE table_schema = '{MARTS}'").fetchall()}
+        for model in models:
+            row = (con.execute(f'SELECT count(*) FROM {MARTS}."{model}"').fetchone()
+                   if model in marts else None)
+            counts[model] = row[0] if row else None
+    return counts
+
+
+def _log_run(destination: str, location: Path, mode: str, started: datetime,
+             statuses: Dict[str, str], rows: Dict[str, Optional[int]],
+             error: Optional[str]) -> None:
+    run_id, finished = uuid.uuid4().hex, datetime.now(UTC)
+    entries = [{
+        "run_id": run_id, "source": RUNLOG_SOURCE, "resource": model, "mode": mode,
+        "started_at": started, "finished_at": finished,
+        "status": "failed" if status in FAILED else "ok", "rows_loaded": rows.get(model),
+        "pages": 0, "requests": 0, "retries": 0, "rate_limit_waits": 0,
+        "high_water_mark": None, "error": error,
+    } for model, status in sorted(statuses.items()) or [("build", "error")]]
+    runlog.write(entries, RUNLOG_SOURCE, destination, location)
+
+
+def _artifact(path: Path) -> List[Dict[str, Any]]:
+    """The `results` of a dbt artifact the command just wrote, or [] when it wrote none."""
+    if not path.exists():
+        return []
+    return list(json.loads(path.read_text()).get("results", []))
+
+
+def _tail(done: subprocess.CompletedProcess) -> str:
+    lines = [ln for ln in (done.stdout + done.stderr).splitlines() if ln.strip()]
+    errors = [ln for ln in lines if "rror" in ln] or lines
+    return _short(errors[-1] if errors else f"exit code {done.returncode}")
+
+
+def _short(text: Any) -> str:
+    return " ".join(str(text).split())[:300]
+
+
+def _one_line(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, SyncError) else f"{type(exc).__name__}: {_short(exc)}"

@@ -10,9 +10,10 @@ that, and would pin dagster to the version dagster-dlt pins.
 - An unpartitioned run (the schedule's tick, or the `sync_<source>` job) is the incremental
   sync of the whole source: all its resources in one dlt run, as `sessionsync sync` does.
   If another run is writing the source, it is skipped and logged, like a scheduled run.
-- Mobile Next and sessionvision have daily partitions: a run of partitions `[a, b]` (one
-  run per range, `BackfillPolicy.single_run`) is `sessionsync backfill` of exactly those
-  days in one-day chunks, and waits for the source's lock instead of giving up.
+- The resources `sessionsync backfill` loads (Mobile Next sessions; sessionvision events,
+  sessions, persons) have daily partitions: a run of partitions `[a, b]` (one run per range,
+  `BackfillPolicy.single_run`) is a backfill of exactly those days in one-day chunks, and
+  waits for the source's lock instead of giving up.
 - Asset checks `fresh` apply `[sources.<name>] max_lag` to each resource's newest record,
   as `sessionsync status` does.
 """
@@ -81,12 +82,11 @@ def source_assets(source: str, destination: str, warehouse: Optional[str]) -> dg
     partitions = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START) if windowed else None
     specs = [dg.AssetSpec([source, resource], group_name=source, skippable=True,
                           kinds={"dlt", destination},
-                          description=f"`{source}.{resource}` in the warehouse"
-                                      + (" (daily partitions: backfill windows)"
-                                         if windowed and resource in windowed else ""))
+                          partitions_def=partitions if resource in (windowed or []) else None,
+                          description=f"`{source}.{resource}` in the warehouse")
              for resource in RESOURCES[source]]
 
-    @dg.multi_asset(name=source, specs=specs, partitions_def=partitions, pool=POOL,
+    @dg.multi_asset(name=source, specs=specs, pool=POOL,
                     backfill_policy=dg.BackfillPolicy.single_run() if partitions else None)
     def sync_assets(context: AssetExecutionContext) -> Iterator[dg.MaterializeResult]:
         result: Union[SyncResult, BackfillResult]

@@ -17,9 +17,13 @@ import pytest
 from pipelines.registry import SOURCES, source_factory
 from sandbox.core import parse_iso_ms
 from sandbox.mobilenext import MobileNextApi
+from sandbox.sessionvision import PROJECTS, SessionVisionApi
 from schedules.dagster_defs import RESOURCES, build_definitions, source_assets
+from sources.http import SyncError
 from tests.conftest import MEMBER_ORGS, as_api, assert_equals_truth, load_count, loaded_sessions
 from tests.test_operations import runs
+from tests.test_sessionvision import loaded
+from tests.test_sessionvision import sessionvision as sessionvision  # noqa: F401  (fixture)
 
 DAY = timedelta(days=1)
 
@@ -98,6 +102,24 @@ def test_a_partition_range_loads_exactly_those_days(mobilenext: MobileNextApi) -
     logged = [r for r in runs() if r["resource"] == "sessions"]
     assert len(logged) == 3, "one-day chunks"
     assert sum(r["rows_loaded"] for r in logged) == len(truth)
+
+
+def test_a_sessionvision_day_loads_exactly_that_days_events(
+        sessionvision: SessionVisionApi) -> None:
+    day = "2026-10-27"
+    lo = parse_iso_ms(f"{day}T00:00:00Z")
+    truth = {(p, e["id"]) for p in PROJECTS for e in sessionvision.truth(p, "events")
+             if lo <= parse_iso_ms(e["timestamp"]) < lo + 86_400_000}
+    assert len(truth) > 50
+    result = dg.materialize([source_assets("sessionvision", "duckdb", None)], partition_key=day,
+                            instance=dg.DagsterInstance.ephemeral())
+    assert result.success
+    assert set(loaded("events")) == truth
+    meta = {m.asset_key.to_user_string(): m.metadata["rows_loaded"].value
+            for m in result.asset_materializations_for_node("sessionvision")}
+    assert set(meta) == {"sessionvision/events", "sessionvision/sessions", "sessionvision/persons"}
+    assert meta["sessionvision/events"] == len(truth)
+    assert {r["mode"] for r in runs("sessionvision")} == {"dagster"}
 
 
 def test_two_partitions_at_once_the_second_waits_for_the_lock(
@@ -201,6 +223,18 @@ def test_scheduled_tick_runs_an_incremental_sync(mobilenext: MobileNextApi) -> N
     meta = metadata(second)
     assert meta["mobilenext/sessions"]["rows_loaded"] == logged[-1]["rows_loaded"] >= len(new)
     assert checks(second) == {"mobilenext/sessions": True}, "no max_lag: nothing is stale"
+
+
+def test_interval_schedules_become_cron(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SCHEDULES__TAGBASE__CRON", "")
+    for seconds, cron in (("300", "*/5 * * * *"), ("7200", "0 */2 * * *")):
+        monkeypatch.setenv("SCHEDULES__TAGBASE__INTERVAL_SECONDS", seconds)
+        schedule = build_definitions(scheduled=["tagbase"]).resolve_schedule_def(
+            "sync_tagbase_schedule")
+        assert schedule.cron_schedule == cron
+    monkeypatch.setenv("SCHEDULES__TAGBASE__INTERVAL_SECONDS", "45")
+    with pytest.raises(SyncError, match="schedules.tagbase: interval_seconds = 45"):
+        build_definitions(scheduled=["tagbase"])
 
 
 def test_freshness_check_fails_when_staler_than_max_lag(

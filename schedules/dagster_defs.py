@@ -59,16 +59,16 @@ def wait_for_lock(context: dg.AssetExecutionContext, source: str,
     A refused attempt has done nothing (the lock is taken before any read), so retrying is
     safe; the kernel frees the lock of a killed holder, so the wait ends.
     """
-    waited = 0.0
+    first = True
     while True:
         result = attempt()
         if not result.locked:
             return result
-        if waited == 0:
+        if first:  # a run's own time limit (the `dagster/max_runtime` tag) bounds the wait
             context.log.info(f"waiting for the write lock: {result.error}")
             log.info("%s: waiting for the write lock: %s", source, result.error)
+            first = False
         time.sleep(LOCK_POLL_SECONDS)
-        waited += LOCK_POLL_SECONDS
 
 
 def resource_rows(rows: Dict[str, int], resource: str) -> int:

@@ -80,9 +80,10 @@ def plan(start: datetime, end: datetime, size: timedelta) -> List[Chunk]:
 def backfill(source: str, start: str, end: Optional[str], chunk: str,
              resources: Optional[Sequence[str]], destination: str = "duckdb",
              warehouse: Optional[str] = None,
-             on_chunk: Optional[Callable[[int, int, Chunk, Optional[SyncResult]], None]] = None
-             ) -> BackfillResult:
-    """Run the backfill; `on_chunk(done, total, chunk, result)` reports progress."""
+             on_chunk: Optional[Callable[[int, int, Chunk, Optional[SyncResult]], None]] = None,
+             mode: str = "backfill") -> BackfillResult:
+    """Run the backfill; `on_chunk(done, total, chunk, result)` reports progress, `mode` is
+    the run log's (`dagster` when Dagster runs it)."""
     try:
         if source not in BACKFILL_RESOURCES:
             raise SyncError(f"backfill: {source} has no time filter to window by; its first "
@@ -106,9 +107,9 @@ def backfill(source: str, start: str, end: Optional[str], chunk: str,
                     if on_chunk:
                         on_chunk(n, len(chunks), piece, None)
                     continue
-                run = sync_locked(source, destination, warehouse, location, "backfill", name,
-                                   only=only, extra=_progress_marker(job, piece.key),
-                                   window=[piece.start.isoformat(), piece.end.isoformat()])
+                run = sync_locked(source, destination, warehouse, location, mode, name,
+                                  only=only, extra=_progress_marker(job, piece.key),
+                                  window=[piece.start.isoformat(), piece.end.isoformat()])
                 for table, rows in run.rows.items():
                     result.rows[table] = result.rows.get(table, 0) + rows
                 if on_chunk:

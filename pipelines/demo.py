@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import List, Optional, Tuple
 
+from pipelines import sharing
 from pipelines.run import SyncResult, sync
 from pipelines.warehouse import connect, resolve_location, row_counts
 from sandbox.serve import demo_env, serve_all
@@ -34,7 +35,8 @@ def run_demo(warehouse: Optional[str] = None) -> Tuple[List[SyncResult], dict, L
     location = Path(resolve_location("duckdb", warehouse))
     counts, bi_rows = {}, []
     if location.exists():
-        with connect("duckdb", location) as con:
+        with sharing.warehouse_access("demo", "duckdb", location, exclusive=False), \
+                connect("duckdb", location) as con:
             counts = row_counts(con)
             bi_rows = con.execute(BI_QUERY).fetchall() if counts else []
     return results, counts, bi_rows, time.perf_counter() - started

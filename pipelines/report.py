@@ -16,6 +16,7 @@ import duckdb
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
+from pipelines import sharing
 from pipelines.transform import MARTS, bi_database, local_warehouse
 from sources.http import SyncError
 
@@ -30,7 +31,8 @@ def write_report(destination: str = "duckdb", warehouse: Optional[str] = None,
     if not database.exists():
         raise SyncError(f"no marts at {database}; run `sessionsync transform` first")
     path = Path(output) if output else database.parent / "report.html"
-    with duckdb.connect(str(database), read_only=True) as con:
+    with sharing.warehouse_access("report", destination, location, exclusive=False), \
+            duckdb.connect(str(database), read_only=True) as con:
         con.execute("SET TimeZone = 'UTC'")
         sections = [(key, title, _figure(con, build)) for key, title, build in CHARTS]
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -33,7 +33,7 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 import duckdb
 import yaml  # type: ignore[import-untyped]  # comes with dbt-core
 
-from pipelines import alerts, runlog, sharing
+from pipelines import alerts, bi_copy, runlog, sharing
 from pipelines.delta import ensure_delta_extension
 from pipelines.lock import LockedError, warehouse_lock
 from pipelines.registry import SOURCES
@@ -79,12 +79,17 @@ def transform(destination: str = "duckdb", warehouse: Optional[str] = None,
         location = local_warehouse(destination, warehouse)
         folder = pipelines_dir(destination, location)
         with contextlib.ExitStack() as locks:
-            for name in ("transform", *SOURCES):
+            # One transform at a time. On DuckDB dbt writes the warehouse file, so it holds
+            # the file the way a sync does: syncs and readers wait for it, and it for them.
+            # A local Delta folder has no such lock: every source's write lock keeps syncs
+            # from changing the tables while the models read them.
+            for name in ("transform", *(SOURCES if destination != "duckdb" else ())):
                 locks.enter_context(warehouse_lock(name, destination, location))
-            # dbt writes the DuckDB file: readers and other writers wait for it, as for a sync
             locks.enter_context(sharing.warehouse_access("transform", destination, location))
             result = _transform_locked(destination, location, folder, full_refresh, mode,
                                        dbt_vars)
+            if result.ok and destination == "duckdb":  # BI tools read the marts in the copy
+                bi_copy.publish(location)
     except LockedError as exc:
         result = TransformResult(ok=False, error=f"transform: {exc}", locked=True)
     except Exception as exc:  # one line for the user; the traceback goes to the debug log

@@ -16,6 +16,9 @@ that, and would pin dagster to the version dagster-dlt pins.
   waits for the source's lock instead of giving up.
 - Asset checks `fresh` apply `[sources.<name>] max_lag` to each resource's newest record,
   as `sessionsync status` does.
+- The BI marts (`bi/marts`, the dbt project) are one asset downstream of every resource:
+  materializing it runs `sessionsync transform` (mode `dagster`), which waits for the
+  sources' locks like a partition run.
 """
 
 import logging
@@ -26,11 +29,13 @@ import dagster as dg
 import dlt
 from dagster import AssetCheckExecutionContext, AssetExecutionContext
 
+from pipelines import settings
 from pipelines.backfill import BACKFILL_RESOURCES, BackfillResult, backfill
 from pipelines.registry import HIGH_WATER, SOURCES
 from pipelines.run import SyncResult, sync_source
 from pipelines.status import max_lag, status
-from pipelines.warehouse import resolve_location
+from pipelines.transform import TransformResult, transform
+from pipelines.warehouse import is_remote, resolve_location
 from sources.http import SyncError
 
 log = logging.getLogger("sessionsync.dagster")
@@ -49,7 +54,7 @@ PARTITIONS_START = "2024-01-01"
 # pool a limit of 1 on the instance (README) when the warehouse is DuckDB.
 POOL = "sessionsync_warehouse"
 LOCK_POLL_SECONDS = 2.0
-Result = TypeVar("Result", SyncResult, BackfillResult)
+Result = TypeVar("Result", SyncResult, BackfillResult, TransformResult)
 
 
 def wait_for_lock(context: dg.AssetExecutionContext, source: str,
@@ -117,6 +122,25 @@ def source_assets(source: str, destination: str, warehouse: Optional[str]) -> dg
     return sync_assets
 
 
+def marts_asset(destination: str, warehouse: Optional[str]) -> dg.AssetsDefinition:
+    """The dbt models (staging and marts) as one asset downstream of every source resource."""
+    upstream = [dg.AssetKey([source, resource]) for source in SOURCES
+                for resource in RESOURCES[source]]
+
+    @dg.asset(key=["bi", "marts"], deps=upstream, group_name="bi", kinds={"dbt", destination},
+              pool=POOL, description="The BI marts (dbt/): rebuilt over the warehouse")
+    def marts(context: AssetExecutionContext) -> dg.MaterializeResult:
+        result = wait_for_lock(context, "transform",
+                               lambda: transform(destination, warehouse, mode=MODE))
+        if not result.ok:
+            raise dg.Failure(description=result.error or "transform failed")
+        return dg.MaterializeResult(metadata={
+            "models": len(result.models), "tests_passed": result.tests, "mode": MODE,
+            **{f"rows_{m}": n for m, n in sorted(result.models.items()) if n is not None}})
+
+    return marts
+
+
 def freshness_checks(source: str, destination: str,
                      warehouse: Optional[str]) -> Optional[dg.AssetChecksDefinition]:
     """Check `fresh` on each resource with a record time: lag within `max_lag` (if set)."""
@@ -157,6 +181,8 @@ def cron_for(source: str) -> str:
     a whole number of minutes dividing an hour, or of hours dividing a day."""
     cron: Optional[str] = dlt.config.get(f"schedules.{source}.cron")
     every: Optional[float] = dlt.config.get(f"schedules.{source}.interval_seconds")
+    if not cron and not every:  # the default in code, as `sessionsync schedule` uses
+        cron = settings.DEFAULTS.get(f"schedules.{source}.cron")
     if cron:
         return cron
     if every:
@@ -181,7 +207,7 @@ def build_definitions(destination: Optional[str] = None, warehouse: Optional[str
     destination = destination or dlt.config.get("dagster.destination") or "duckdb"
     resolve_location(destination, warehouse)  # an unknown destination fails here, by name
     if scheduled is None:
-        scheduled = list(dlt.config.get("sessionsync.enabled_sources") or SOURCES)
+        scheduled = settings.names("sessionsync.enabled_sources")
     assets, checks, jobs, schedules = [], [], [], []
     for source in SOURCES:
         defs = source_assets(source, destination, warehouse)
@@ -197,6 +223,11 @@ def build_definitions(destination: Optional[str] = None, warehouse: Optional[str
             schedules.append(dg.ScheduleDefinition(
                 name=f"sync_{source}_schedule", job=job, cron_schedule=cron_for(source),
                 execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING))
+    if not is_remote(resolve_location(destination, warehouse)):  # where the models run
+        marts = marts_asset(destination, warehouse)
+        assets.append(marts)
+        jobs.append(dg.define_asset_job("bi_transform", selection=dg.AssetSelection.assets(marts),
+                                        description="Rebuild the BI marts"))
     return dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs, schedules=schedules)
 
 

@@ -254,3 +254,21 @@ def test_freshness_check_fails_when_staler_than_max_lag(
             texts |= {e.description or "" for e in result.get_asset_check_evaluations()}
     assert results == [{"mobilenext/sessions": True}, {"mobilenext/sessions": False}]
     assert any("max_lag" in t for t in texts)
+
+
+def test_the_bi_marts_are_an_asset_downstream_of_every_resource(
+        mobilenext: MobileNextApi) -> None:
+    """Materializing `bi/marts` after a sync builds the marts, logged with mode `dagster`."""
+    defs = build_definitions("duckdb", scheduled=[])
+    graph = defs.resolve_asset_graph()
+    marts = dg.AssetKey(["bi", "marts"])
+    assert graph.get(marts).parent_keys == {
+        dg.AssetKey([source, r]) for source in SOURCES for r in RESOURCES[source]}
+    assert dg.materialize([source_assets("mobilenext", "duckdb", None)]).success
+    result = dg.materialize([defs.get_assets_def(marts)], selection=[marts])
+    assert result.success
+    built = {m.asset_key: {k: v.value for k, v in m.metadata.items()}
+             for m in result.get_asset_materialization_events()
+             for m in [m.materialization]}
+    assert built[marts]["rows_device_minutes_daily"] > 0
+    assert {r["mode"] for r in runs("dbt")} == {"dagster"}

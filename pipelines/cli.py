@@ -234,7 +234,8 @@ def status(
     if as_json:
         out.print_json(json.dumps([e.as_json() for e in entries]))
     else:
-        out.print(_status_table(entries, next_runs()))
+        # piped (cron, a log), rich would squeeze the table into 80 columns
+        out.print(_status_table(entries, next_runs()), width=None if out.is_terminal else 200)
     alerts.flush(ALERT_WAIT_SECONDS)
     raise typer.Exit(1 if any(e.stale for e in entries) else 0)
 
@@ -245,7 +246,8 @@ def _status_table(entries: List[Any], upcoming: Dict[str, Any]) -> Table:
     for name, justify in (("source", "left"), ("resource", "left"), ("rows", "right"),
                           ("last ok", "left"), ("lag", "right"), ("next run", "left"),
                           ("last error", "left")):
-        table.add_column(name, justify=justify, overflow="fold")  # type: ignore[arg-type]
+        table.add_column(name, justify=justify,  # type: ignore[arg-type]
+                         overflow="fold", no_wrap=name != "last error")
     for e in entries:
         lag = "-" if e.lag_seconds is None else f"{e.lag_seconds / 3600:.1f}h"
         if e.stale:

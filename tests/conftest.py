@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any, Dict, Iterator
+from typing import Any, Dict, Iterator, List
 
 import pytest
 
@@ -161,3 +164,34 @@ def s3(s3_server: Any, monkeypatch: pytest.MonkeyPatch, request: Any) -> Any:  #
     monkeypatch.setenv("SESSIONSYNC__FILE_WAREHOUSE", f"s3://{bucket}/warehouse")
     s3_server.bucket = bucket
     return s3_server
+
+
+class Receiver:
+    """A webhook receiver on 127.0.0.1 that answers 500 to the first `fail_first` posts."""
+
+    def __init__(self, fail_first: int = 0) -> None:
+        self.bodies: List[Dict[str, Any]] = []
+        self.attempts = 0
+        receiver = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:  # noqa: N802
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                receiver.attempts += 1
+                if receiver.attempts <= fail_first:
+                    self.send_response(500)
+                else:
+                    receiver.bodies.append(json.loads(body))
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()

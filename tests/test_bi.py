@@ -20,7 +20,7 @@ from sandbox.serve import START, demo_env
 from sandbox.session_services import SessionServicesApi
 from sandbox.sessionvision import PROJECTS, SessionVisionApi
 from sandbox.tagbase import TagbaseApi
-from tests.conftest import MEMBER_ORGS, isolate
+from tests.conftest import MEMBER_ORGS, Receiver, isolate
 from tests.test_mobilenext_failures import run_cli
 
 DAY_S = 86_400
@@ -259,8 +259,15 @@ def test_failed_transform_is_reported_and_leaves_loaded_data(
         loaded = con.execute("SELECT * FROM mobilenext.sessions ORDER BY id").fetchall()
         marts = con.execute("SELECT * FROM bi.device_minutes_daily ORDER BY ALL").fetchall()
 
-    done = run_cli("transform")
+    hook = Receiver()
+    try:
+        done = run_cli("transform", ALERTS__WEBHOOK_URL=hook.url)
+    finally:
+        hook.close()
     assert done.returncode == 1
+    # alerted like a failed sync (the command waits for its alerts before it exits)
+    assert [(b["source"], b["resource"], b["status"]) for b in hook.bodies] == [
+        ("dbt", "transform", "failed")]
     errors = [line for line in done.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1, done.stderr
     assert errors[0].startswith("error: transform: test accepted_values_stg_mobilenext__"

@@ -11,10 +11,8 @@ import select
 import signal
 import subprocess
 import sys
-import threading
 import time
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
 from typing import Any, Dict, Iterator, List, Optional, Tuple
 
@@ -33,6 +31,7 @@ from sandbox.session_services import TENANTS, SessionServicesApi, token_for
 from sandbox.sessionvision import DEMO_TOKEN, PROJECTS, SessionVisionApi
 from tests.conftest import (
     MEMBER_ORGS,
+    Receiver,
     as_api,
     assert_equals_truth,
     isolate,
@@ -378,37 +377,6 @@ def test_reset_of_a_whole_source_and_refused_while_it_syncs(elsewhere: Elsewhere
 
 
 # -- alerts ---------------------------------------------------------------------------------
-
-
-class Receiver:
-    """A webhook receiver on 127.0.0.1 that answers 500 to the first `fail_first` posts."""
-
-    def __init__(self, fail_first: int = 0) -> None:
-        self.bodies: List[Dict[str, Any]] = []
-        self.attempts = 0
-        receiver = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:  # noqa: N802
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                receiver.attempts += 1
-                if receiver.attempts <= fail_first:
-                    self.send_response(500)
-                else:
-                    receiver.bodies.append(json.loads(body))
-                    self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: Any) -> None:
-                pass
-
-        self.server = HTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
-import time
+import threading
 
 import pytest
 
@@ -22,18 +23,29 @@ from tests.test_mobilenext_failures import CLI, ROOT, run_cli
 def test_two_writers_one_is_refused_and_the_result_equals_the_truth(
         mobilenext: MobileNextApi) -> None:
     mobilenext.advance(3 * 3600)
-    mobilenext.faults.update(latency_seconds=0.3)  # keeps the first writer busy a while
-    first = subprocess.Popen([CLI, "sync", "mobilenext"], cwd=ROOT, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    deadline = time.time() + 60
-    while not mobilenext.requests and time.time() < deadline:
-        time.sleep(0.05)
-    second = run_cli("backfill", "mobilenext", "--start", "2026-10-01", "--end", "2026-10-05")
+    # The first writer's first request is held until the second writer has finished, so the
+    # first holds the source's lock (taken before any read) however slow the machine is.
+    entered, release = threading.Event(), threading.Event()
+
+    def hold(_request: object) -> None:
+        entered.set()
+        release.wait(120)
+
+    mobilenext.before_request = hold
+    try:
+        first = subprocess.Popen([CLI, "sync", "mobilenext"], cwd=ROOT, text=True,
+                                 stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                 env={**os.environ, "SOURCES__HTTP__READ_TIMEOUT": "150"})
+        assert entered.wait(120), "the first writer never reached the API"
+        second = run_cli("backfill", "mobilenext", "--start", "2026-10-01", "--end",
+                         "2026-10-05")
+    finally:
+        release.set()
+        mobilenext.before_request = None
     _, err = first.communicate(timeout=300)
     assert first.returncode == 0, err
     assert second.returncode == LOCKED_EXIT_CODE, second.stderr
     assert "another sessionsync run is writing this source" in second.stderr
-    mobilenext.faults.update(latency_seconds=0)
     # reconcile now: deletions of older sessions are otherwise found on the daily scan
     assert run_cli("sync", "mobilenext",
                    SOURCES__MOBILENEXT__RECONCILE_EVERY_HOURS="0").returncode == 0

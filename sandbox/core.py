@@ -105,11 +105,16 @@ class Faults:
     tick_seconds: float = 0.0
 
     def update(self, **changes: Any) -> None:
-        names = {f.name for f in fields(self)}
-        for key, value in changes.items():
-            if key not in names:
-                raise ValueError(f"unknown fault {key!r}")
-            setattr(self, key, type(getattr(self, key))(value))
+        update_switches(self, "fault", changes)
+
+
+def update_switches(switches: Any, what: str, changes: Dict[str, Any]) -> None:
+    """Set fields of a dataclass of switches by name, each cast to its field's type."""
+    names = {f.name for f in fields(switches)}
+    for key, value in changes.items():
+        if key not in names:
+            raise ValueError(f"unknown {what} {key!r}")
+        setattr(switches, key, type(getattr(switches, key))(value))
 
 
 class Api:

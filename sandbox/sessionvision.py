@@ -21,13 +21,13 @@ import bisect
 import hashlib
 import json
 import uuid
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import orjson
 
-from sandbox.core import EventWorld, Request, Response, iso_ms
+from sandbox.core import EventWorld, Request, Response, iso_ms, update_switches
 
 MIN, HOUR, DAY = 60_000, 3_600_000, 86_400_000
 MAX_DELAY_MS = 48 * HOUR
@@ -65,11 +65,7 @@ class Behaviour:
     # late event moves an already-listed session's start_time past the cursor (listed twice)
 
     def update(self, **changes: Any) -> None:
-        names = {f.name for f in fields(self)}
-        for key, value in changes.items():
-            if key not in names:
-                raise ValueError(f"unknown behaviour {key!r}")
-            setattr(self, key, type(getattr(self, key))(value))
+        update_switches(self, "behaviour", changes)
 
 
 @dataclass

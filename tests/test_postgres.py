@@ -32,6 +32,7 @@ from tests.warehouses import (
     SOURCES,
     assert_no_secret,
     cli,
+    hold_lock_elsewhere,
     kill_during_load,
     run_log,
     source_api,
@@ -101,13 +102,7 @@ def test_a_writer_on_another_host_is_refused_until_it_dies(postgres: Any,
                                                           tmp_path: Path) -> None:
     """Another host (here: another process with its own working folder, so the host's file
     lock is not shared) holds the source's advisory lock in the database."""
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import time; from pipelines.lock import warehouse_lock\n"
-        "from pipelines.warehouse import resolve_location\n"
-        "with warehouse_lock('mobilenext', 'postgres', resolve_location('postgres', None)):\n"
-        "    print('held', flush=True); time.sleep(120)")], cwd=ROOT, stdout=subprocess.PIPE,
-        text=True, env={**os.environ, "SESSIONSYNC__PIPELINES_DIR": str(tmp_path / "host2")})
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    holder = hold_lock_elsewhere("postgres", tmp_path / "host2")
     refused = cli("sync", "mobilenext", "--destination", "postgres")
     assert refused.returncode == LOCKED_EXIT_CODE, refused.stderr
     assert "another sessionsync run is writing this source" in refused.stderr

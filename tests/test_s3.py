@@ -36,6 +36,7 @@ from tests.warehouses import (
     SOURCES,
     assert_no_secret,
     cli,
+    hold_lock_elsewhere,
     kill_during_load,
     run_log,
     source_api,
@@ -177,13 +178,7 @@ def test_a_run_killed_during_its_load_then_rerun_equals_the_truth(
 
 def test_lock_object_refuses_a_live_holder_and_is_taken_over_when_it_dies(
         mobilenext: MobileNextApi, s3: Any, tmp_path: Path) -> None:
-    holder = subprocess.Popen([sys.executable, "-c", (
-        "import time; from pipelines.lock import warehouse_lock\n"
-        "from pipelines.warehouse import resolve_location\n"
-        "with warehouse_lock('mobilenext', 'parquet', resolve_location('parquet', None)):\n"
-        "    print('held', flush=True); time.sleep(120)")], cwd=ROOT, stdout=subprocess.PIPE,
-        text=True, env={**os.environ, "SESSIONSYNC__PIPELINES_DIR": str(tmp_path / "host2")})
-    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    holder = hold_lock_elsewhere("parquet", tmp_path / "host2")
     refused = cli("sync", "mobilenext", "--destination", "parquet")
     assert refused.returncode == LOCKED_EXIT_CODE, refused.stderr
     assert f"pid {holder.pid}" in refused.stderr

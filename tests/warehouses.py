@@ -124,3 +124,17 @@ def assert_no_secret(secrets: Iterable[str], texts: Iterable[str], folders: Iter
 def source_api(request: pytest.FixtureRequest, source: str) -> Any:
     """The sandbox fixture of `source` (each test module defines its own)."""
     return request.getfixturevalue(source)
+
+
+def hold_lock_elsewhere(destination: str, folder: Path) -> subprocess.Popen:
+    """A process that holds mobilenext's warehouse lock as another host would: its own
+    working folder (`folder`), so only the lock in the warehouse is shared. Returns once held."""
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time; from pipelines.lock import warehouse_lock\n"
+        "from pipelines.warehouse import resolve_location\n"
+        f"with warehouse_lock('mobilenext', {destination!r}, "
+        f"resolve_location({destination!r}, None)):\n"
+        "    print('held', flush=True); time.sleep(120)")], cwd=ROOT, stdout=subprocess.PIPE,
+        text=True, env={**os.environ, "SESSIONSYNC__PIPELINES_DIR": str(folder)})
+    assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
+    return holder

@@ -30,7 +30,7 @@ from pipelines.run import SyncResult, make_pipeline, one_line_error, sync_locked
 from pipelines.status import parse_duration
 from pipelines.warehouse import resolve_location
 from sources import partitions
-from sources.http import SyncError
+from sources.errors import SyncError
 from sources.timeutil import parse_ts
 
 log = logging.getLogger("sessionsync")

@@ -20,7 +20,7 @@ from pipelines.aftermath import counts_text
 from pipelines.lock import LOCKED_EXIT_CODE
 from pipelines.run import SyncResult
 from pipelines.run import sync as run_sync
-from sources.http import SyncError
+from sources.errors import SyncError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True,
                   help="Keep a warehouse in step with Session Services, Tagbase, Mobile Next "

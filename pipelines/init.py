@@ -7,7 +7,7 @@ from pathlib import Path
 from typing import List, Sequence
 
 from pipelines.registry import SOURCES
-from sources.http import SyncError
+from sources.errors import SyncError
 
 SECRETS = {
     "mobilenext": '# api_key = "mob_..."  # or SOURCES__MOBILENEXT__API_KEY',

@@ -35,7 +35,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Dict, Iterator, Optional
 
-from sources.http import SyncError
+from sources.errors import SyncError
 
 log = logging.getLogger("sessionsync")
 LOCKED_EXIT_CODE = 75  # EX_TEMPFAIL: another writer is running; try again later

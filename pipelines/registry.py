@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable, Dict
 
-from sources.http import SyncError
+from sources.errors import SyncError
 
 SOURCES: Dict[str, str] = {
     "mobilenext": "sources.mobilenext:mobilenext_source",

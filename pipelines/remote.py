@@ -9,7 +9,6 @@ and the read-backs use one set of credentials: `[destination.postgres.credential
 
 from __future__ import annotations
 
-import functools
 from typing import Any, Dict, Tuple
 from urllib.parse import urlparse
 
@@ -17,7 +16,8 @@ import dlt
 import duckdb
 from dlt.common.configuration.exceptions import ConfigurationException
 
-from sources.http import SyncError
+from sources.errors import SyncError
+from sources.extensions import install_extension
 
 POSTGRES_SETTING = ("[destination.postgres.credentials] in .dlt/secrets.toml or "
                     "DESTINATION__POSTGRES__CREDENTIALS")
@@ -117,25 +117,3 @@ def load_extension(con: duckdb.DuckDBPyConnection, name: str) -> None:
     """Load a DuckDB extension shipped as a `duckdb-ext-*` wheel (no download)."""
     install_extension(name)
     con.execute(f"LOAD {name}")
-
-
-@functools.cache
-def install_extension(name: str) -> None:
-    """Install the wheel's build of extension `name` into DuckDB's extension folder, once.
-
-    DuckDB downloads extensions on first use; the `duckdb-ext-delta`, `duckdb-ext-httpfs` and
-    `duckdb-ext-postgres` wheels ship the builds for our pinned DuckDB instead.
-    """
-    from pathlib import Path
-
-    import duckdb_ext  # namespace package of the duckdb-ext-* wheels
-
-    for folder in duckdb_ext.__path__:
-        root = Path(folder) / "extensions" / f"v{duckdb.__version__}"
-        found = sorted(root.glob(f"*/{name}.duckdb_extension"))
-        if found:
-            with duckdb.connect() as con:
-                con.execute(f"INSTALL '{found[0]}'")
-            return
-    raise RuntimeError(f"no {name} extension for DuckDB {duckdb.__version__}; "
-                       f"install the duckdb-ext-* wheel pinned in pyproject.toml")

@@ -18,7 +18,7 @@ from plotly.offline import get_plotlyjs
 
 from pipelines import sharing
 from pipelines.transform import MARTS, bi_database, local_warehouse
-from sources.http import SyncError
+from sources.errors import SyncError
 
 Rows = List[Tuple[Any, ...]]
 

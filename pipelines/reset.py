@@ -23,7 +23,7 @@ from pipelines.lock import warehouse_lock
 from pipelines.registry import SOURCES
 from pipelines.run import make_pipeline
 from pipelines.warehouse import resolve_location
-from sources.http import SyncError
+from sources.errors import SyncError
 
 
 @dataclass

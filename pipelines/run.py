@@ -17,8 +17,8 @@ from pipelines.lock import LockedError, warehouse_lock
 from pipelines.registry import source_factory
 from pipelines.warehouse import Location, dlt_destination, pipelines_dir, resolve_location
 from sources import dedup, partitions, runstats
+from sources.errors import SyncError
 from sources.hints import DUCKDB_MERGE, MERGE
-from sources.http import SyncError
 
 log = logging.getLogger("sessionsync")
 

@@ -17,7 +17,7 @@ import pyarrow as pa
 from pipelines.registry import HIGH_WATER
 from pipelines.remote import object_store
 from pipelines.warehouse import Location, connect
-from sources.http import SyncError
+from sources.errors import SyncError
 
 log = logging.getLogger("sessionsync")
 DATASET, TABLE = "sessionsync_ops", "sessionsync_runs"  # not "sessionsync": the DuckDB file's name

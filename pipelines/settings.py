@@ -25,7 +25,8 @@ from dlt.common.configuration.exceptions import (
     ConfigValueCannotBeCoercedException,
 )
 
-from sources.http import HttpConfig, SyncError
+from sources.errors import SyncError
+from sources.http import HttpConfig
 
 HOME_ENV = "SESSIONSYNC_HOME"
 

@@ -29,7 +29,7 @@ import duckdb
 
 from pipelines import settings
 from pipelines.warehouse import Location, pipelines_dir
-from sources.http import SyncError
+from sources.errors import SyncError
 
 log = logging.getLogger("sessionsync")
 WAIT_KEY = "sessionsync.warehouse_wait_seconds"

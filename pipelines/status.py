@@ -13,7 +13,7 @@ import dlt
 
 from pipelines import alerts, runlog, settings, sharing
 from pipelines.warehouse import Location, connect
-from sources.http import SyncError
+from sources.errors import SyncError
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 

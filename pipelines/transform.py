@@ -34,11 +34,11 @@ import duckdb
 import yaml  # type: ignore[import-untyped]  # comes with dbt-core
 
 from pipelines import alerts, bi_copy, runlog, sharing
-from pipelines.delta import ensure_delta_extension
 from pipelines.lock import LockedError, warehouse_lock
 from pipelines.registry import SOURCES
 from pipelines.warehouse import pipelines_dir, resolve_location
-from sources.http import SyncError
+from sources.errors import SyncError
+from sources.extensions import ensure_delta_extension
 
 log = logging.getLogger("sessionsync")
 DBT_DIR = Path(__file__).resolve().parent.parent / "dbt"

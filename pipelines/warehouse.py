@@ -19,8 +19,8 @@ import duckdb
 from dlt.destinations.impl.duckdb.configuration import DuckDbCredentials
 
 from pipelines import remote, settings
-from pipelines.delta import ensure_delta_extension
-from sources.http import SyncError
+from sources.errors import SyncError
+from sources.extensions import ensure_delta_extension
 
 DESTINATIONS = ("duckdb", "parquet", "postgres")
 

@@ -36,7 +36,7 @@ from pipelines.run import SyncResult, sync_source
 from pipelines.status import max_lag, status
 from pipelines.transform import TransformResult, transform
 from pipelines.warehouse import is_remote, resolve_location
-from sources.http import SyncError
+from sources.errors import SyncError
 
 log = logging.getLogger("sessionsync.dagster")
 MODE = "dagster"  # the run log's mode for runs Dagster starts

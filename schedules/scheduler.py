@@ -25,7 +25,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from pipelines import settings
 from pipelines.aftermath import counts_text
 from pipelines.run import sync_source
-from sources.http import SyncError
+from sources.errors import SyncError
 
 log = logging.getLogger("sessionsync.schedule")
 JOB_FUNC = "schedules.scheduler:run_scheduled"

@@ -24,6 +24,9 @@ from dlt.common.configuration import configspec
 from dlt.common.configuration.specs import BaseConfiguration
 
 from sources import runstats
+from sources.errors import ApiError as ApiError  # the errors live in sources.errors;
+from sources.errors import PaginationError as PaginationError  # re-exported here for
+from sources.errors import SyncError as SyncError  # the sources that import them here
 from sources.timeutil import parse_ts
 
 log = logging.getLogger("sessionsync.http")
@@ -59,23 +62,6 @@ def segment(value: Any) -> str:
     `/persons/a%2Fb%3Fc`.
     """
     return quote(str(value), safe="")
-
-
-class SyncError(Exception):
-    """An error a user can act on; its message is one line and holds no secret."""
-
-
-class ApiError(SyncError):
-    """A request that failed for good: a non-retryable status, or retries exhausted."""
-
-    def __init__(self, source: str, endpoint: str, status: Optional[int], message: str) -> None:
-        self.source, self.endpoint, self.status, self.message = source, endpoint, status, message
-        what = f"HTTP {status}" if status is not None else "no response"
-        super().__init__(f"{source}: {endpoint} failed with {what}: {message}")
-
-
-class PaginationError(SyncError):
-    """A paginator refused to go on (repeated cursor, page cap, a page it cannot trust)."""
 
 
 class BearerAuth(httpx.Auth):

@@ -15,7 +15,7 @@ import pyarrow as pa
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
-from pipelines.delta import ensure_delta_extension
+from sources.extensions import ensure_delta_extension
 
 
 def sql_literal(value: str) -> str:

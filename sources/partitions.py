@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from typing import Iterator, List, Optional
 
-from sources.http import SyncError
+from sources.errors import SyncError
 
 _collected: ContextVar[Optional[List[str]]] = ContextVar("partition_failures", default=None)
 

@@ -25,7 +25,7 @@ from typing import Any, Dict, Iterator, List, Optional, Tuple
 import fsspec
 import orjson
 
-from sources.http import SyncError
+from sources.errors import SyncError
 from sources.tagbase.client import SOURCE
 from sources.tagbase.settings import LOG_SUFFIXES, VERIFICATION_STATUSES
 

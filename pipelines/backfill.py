@@ -26,6 +26,7 @@ from dlt.sources import DltResource
 
 from pipelines import sharing
 from pipelines.lock import LockedError, warehouse_lock
+from pipelines.registry import SOURCES
 from pipelines.run import SyncResult, make_pipeline, one_line_error, sync_locked
 from pipelines.status import parse_duration
 from pipelines.warehouse import resolve_location
@@ -34,12 +35,6 @@ from sources.errors import SyncError
 from sources.timeutil import parse_ts
 
 log = logging.getLogger("sessionsync")
-# Sources whose API filters on record time, and the resources a backfill loads by default.
-# Session Services and Tagbase have no time filter: their first sync reads all history.
-BACKFILL_RESOURCES: Dict[str, List[str]] = {
-    "mobilenext": ["sessions"],
-    "sessionvision": ["events", "sessions", "persons"],
-}
 
 
 @dataclass
@@ -85,14 +80,15 @@ def backfill(source: str, start: str, end: Optional[str], chunk: str,
     """Run the backfill; `on_chunk(done, total, chunk, result)` reports progress, `mode` is
     the run log's (`dagster` when Dagster runs it)."""
     try:
-        if source not in BACKFILL_RESOURCES:
+        windowed = SOURCES[source].backfill if source in SOURCES else ()
+        if not windowed:  # the spec's `backfill`: resources the API filters on record time
             raise SyncError(f"backfill: {source} has no time filter to window by; its first "
                             f"sync reads all history (backfill supports "
-                            f"{', '.join(BACKFILL_RESOURCES)})")
+                            f"{', '.join(n for n, s in SOURCES.items() if s.backfill)})")
         lo, hi = parse_ts(start), parse_ts(end) if end else datetime.now(UTC)
         size = timedelta(seconds=parse_duration(chunk, "--chunk"))
         chunks = plan(lo, hi, size)
-        only = list(resources or BACKFILL_RESOURCES[source])
+        only = list(resources or windowed)
         job = f"{lo.isoformat()}/{size.total_seconds():g}s/{','.join(sorted(only))}"
         location = resolve_location(destination, warehouse)
         name = f"sessionsync_{source}_backfill"

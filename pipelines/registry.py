@@ -1,32 +1,27 @@
-"""The sources sessionsync knows, by name, imported only when used."""
+"""The sources sessionsync knows, by name: each one's `SourceSpec` (`sources/<name>/spec.py`).
+
+Reading the specs imports neither dlt nor any source; a source is imported when a run needs
+its dlt source function (`source_factory`).
+"""
 
 from __future__ import annotations
 
-import importlib
 from typing import Any, Callable, Dict
 
 from sources.errors import SyncError
+from sources.spec import SourceSpec, all_specs
 
-SOURCES: Dict[str, str] = {
-    "mobilenext": "sources.mobilenext:mobilenext_source",
-    "session_services": "sources.session_services:session_services_source",
-    "tagbase": "sources.tagbase:tagbase_source",
-    "sessionvision": "sources.sessionvision:sessionvision_source",
-}
+SOURCES: Dict[str, SourceSpec] = all_specs(
+    ("mobilenext", "session_services", "tagbase", "sessionvision"))
 
-# Per source and resource, the column holding each record's own time: its maximum is the
-# resource's high-water mark in the run log, and `status` measures lag from it.
-HIGH_WATER: Dict[str, Dict[str, str]] = {
-    "mobilenext": {"sessions": "created_at"},
-    "session_services": {"orders": "created_at", "tickets": "updated_at"},
-    "tagbase": {"verifications": "inserted_at"},
-    "sessionvision": {"events": "timestamp", "sessions": "end_time"},
-}
+
+def spec(name: str) -> SourceSpec:
+    """The spec of the source registered as `name`."""
+    if name not in SOURCES:
+        raise SyncError(f"unknown source {name!r}; known sources: {', '.join(SOURCES)}")
+    return SOURCES[name]
 
 
 def source_factory(name: str) -> Callable[..., Any]:
     """The dlt source function registered as `name`."""
-    if name not in SOURCES:
-        raise SyncError(f"unknown source {name!r}; known sources: {', '.join(SOURCES)}")
-    module, attr = SOURCES[name].split(":")
-    return getattr(importlib.import_module(module), attr)  # type: ignore[no-any-return]
+    return spec(name).load()

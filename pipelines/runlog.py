@@ -14,7 +14,7 @@ from typing import Any, Dict, List, Optional
 
 import pyarrow as pa
 
-from pipelines.registry import HIGH_WATER
+from pipelines.registry import SOURCES
 from pipelines.remote import object_store
 from pipelines.warehouse import Location, connect
 from sources.errors import SyncError
@@ -61,7 +61,7 @@ def run_rows(run_id: str, source: str, resources: List[str], mode: str, started:
 
 
 def high_water_marks(source: str, destination: str, location: Location) -> Dict[str, Any]:
-    """The newest record time loaded per resource (see `registry.HIGH_WATER`)."""
+    """The newest record time loaded per resource (the spec's `high_water` columns)."""
     try:
         with connect(destination, location) as con:
             return read_marks(con, source)
@@ -71,8 +71,9 @@ def high_water_marks(source: str, destination: str, location: Location) -> Dict[
 
 def read_marks(con: Any, source: str) -> Dict[str, Any]:
     """High-water marks of a source's resources through an open warehouse connection."""
+    columns = SOURCES[source].high_water if source in SOURCES else {}
     return {resource: scalar(con, f'SELECT max("{column}") FROM "{source}"."{resource}"')
-            for resource, column in HIGH_WATER.get(source, {}).items()}
+            for resource, column in columns.items()}
 
 
 def scalar(con: Any, sql: str) -> Any:

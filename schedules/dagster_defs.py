@@ -30,8 +30,8 @@ import dlt
 from dagster import AssetCheckExecutionContext, AssetExecutionContext
 
 from pipelines import settings
-from pipelines.backfill import BACKFILL_RESOURCES, BackfillResult, backfill
-from pipelines.registry import HIGH_WATER, SOURCES
+from pipelines.backfill import BackfillResult, backfill
+from pipelines.registry import SOURCES
 from pipelines.run import SyncResult, sync_source
 from pipelines.status import max_lag, status
 from pipelines.transform import TransformResult, transform
@@ -40,14 +40,9 @@ from sources.errors import SyncError
 
 log = logging.getLogger("sessionsync.dagster")
 MODE = "dagster"  # the run log's mode for runs Dagster starts
-# Every resource each source loads in one run (a test checks this against the sources).
-RESOURCES: Dict[str, List[str]] = {
-    "mobilenext": ["organizations", "sessions"],
-    "session_services": ["orders", "events", "venues", "admissions", "tickets"],
-    "tagbase": ["verifications", "rejected_log_lines", "sessions", "tags"],
-    "sessionvision": ["events", "sessions", "persons", "event_definitions",
-                      "property_definitions", "action_definitions"],
-}
+# Every resource each source loads in one run, from its spec (a test checks this against
+# the sources).
+RESOURCES: Dict[str, List[str]] = {name: list(spec.resources) for name, spec in SOURCES.items()}
 # The first daily partition; earlier days can still be loaded with `sessionsync backfill`.
 PARTITIONS_START = "2024-01-01"
 # The op concurrency pool of every sync. A DuckDB file takes one writing process: give this
@@ -83,11 +78,11 @@ def resource_rows(rows: Dict[str, int], resource: str) -> int:
 
 def source_assets(source: str, destination: str, warehouse: Optional[str]) -> dg.AssetsDefinition:
     """The assets of one source's resources, materialized together by one sync or backfill."""
-    windowed = BACKFILL_RESOURCES.get(source)
+    windowed = list(SOURCES[source].backfill)
     partitions = dg.DailyPartitionsDefinition(start_date=PARTITIONS_START) if windowed else None
     specs = [dg.AssetSpec([source, resource], group_name=source, skippable=True,
                           kinds={"dlt", destination},
-                          partitions_def=partitions if resource in (windowed or []) else None,
+                          partitions_def=partitions if resource in windowed else None,
                           description=f"`{source}.{resource}` in the warehouse")
              for resource in RESOURCES[source]]
 
@@ -144,7 +139,7 @@ def marts_asset(destination: str, warehouse: Optional[str]) -> dg.AssetsDefiniti
 def freshness_checks(source: str, destination: str,
                      warehouse: Optional[str]) -> Optional[dg.AssetChecksDefinition]:
     """Check `fresh` on each resource with a record time: lag within `max_lag` (if set)."""
-    resources = list(HIGH_WATER.get(source, {}))
+    resources = list(SOURCES[source].high_water)
     if not resources:
         return None
     specs = [dg.AssetCheckSpec("fresh", asset=[source, resource],

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
@@ -16,6 +19,14 @@ from sandbox.mobilenext import DEMO_KEY, MobileNextApi
 from sandbox.serve import START
 
 MEMBER_ORGS = ("org_acme", "org_beta")  # the orgs DEMO_KEY can see
+ROOT = Path(__file__).resolve().parents[1]
+CLI = str(Path(sys.executable).parent / "sessionsync")
+
+
+def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
+    """`sessionsync ARGS` in a process of its own, with `env` added to the environment."""
+    return subprocess.run([CLI, *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, **env})
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -13,8 +13,7 @@ from pipelines.warehouse import resolve_location
 from sandbox.core import iso_ms, parse_iso_ms
 from sandbox.mobilenext import DAY_MS, MobileNextApi
 from sandbox.serve import START
-from tests.conftest import assert_equals_truth, loaded_sessions
-from tests.test_mobilenext_failures import run_cli
+from tests.conftest import assert_equals_truth, loaded_sessions, run_cli
 
 
 def _done(out: str) -> int:

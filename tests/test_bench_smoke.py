@@ -5,7 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
-from tests.test_mobilenext_failures import ROOT
+from tests.conftest import ROOT
 
 
 def test_compare_benchmark_runs_every_case_and_prints_the_table() -> None:

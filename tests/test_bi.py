@@ -20,8 +20,7 @@ from sandbox.serve import START, demo_env
 from sandbox.session_services import SessionServicesApi
 from sandbox.sessionvision import PROJECTS, SessionVisionApi
 from sandbox.tagbase import TagbaseApi
-from tests.conftest import MEMBER_ORGS, Receiver, isolate
-from tests.test_mobilenext_failures import run_cli
+from tests.conftest import MEMBER_ORGS, Receiver, isolate, run_cli
 
 DAY_S = 86_400
 SOURCES = ("mobilenext", "session_services", "tagbase", "sessionvision")

@@ -20,10 +20,15 @@ from sandbox.mobilenext import MobileNextApi
 from sandbox.sessionvision import PROJECTS, SessionVisionApi
 from schedules.dagster_defs import RESOURCES, build_definitions, source_assets
 from sources.http import SyncError
-from tests.conftest import MEMBER_ORGS, as_api, assert_equals_truth, load_count, loaded_sessions
-from tests.test_operations import runs
-from tests.test_sessionvision import loaded
-from tests.test_sessionvision import sessionvision as sessionvision  # noqa: F401  (fixture)
+from tests.conftest import (
+    MEMBER_ORGS,
+    as_api,
+    assert_equals_truth,
+    load_count,
+    loaded_sessions,
+    runs,
+)
+from tests.conftest import sessionvision_rows as loaded
 
 DAY = timedelta(days=1)
 

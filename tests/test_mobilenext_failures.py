@@ -7,29 +7,21 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 from pathlib import Path
-from typing import Any, Dict
 
 import pytest
 
 from pipelines.run import make_pipeline, sync_source
 from sandbox.core import Request
 from sandbox.mobilenext import MobileNextApi
-from tests.conftest import assert_equals_truth, loaded_sessions
-
-ROOT = Path(__file__).resolve().parents[1]
-CLI = str(Path(sys.executable).parent / "sessionsync")
-
-
-def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
-    return subprocess.run([CLI, *args], cwd=ROOT, capture_output=True, text=True, timeout=300,
-                          env={**os.environ, **env})
-
-
-def pipeline_state() -> Dict[str, Any]:
-    pipeline = make_pipeline("mobilenext", "duckdb", None)
-    return dict(pipeline.state.get("sources", {}))
+from tests.conftest import (
+    CLI,
+    ROOT,
+    assert_equals_truth,
+    loaded_sessions,
+    pipeline_state,
+    run_cli,
+)
 
 
 def test_survives_429s_5xx_resets_and_malformed_pages(mobilenext: MobileNextApi,

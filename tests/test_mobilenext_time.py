@@ -13,8 +13,7 @@ from sandbox.core import parse_iso_ms
 from sandbox.mobilenext import MobileNextApi
 from sandbox.serve import START
 from sources.timeutil import epoch_ms, parse_ts
-from tests.conftest import assert_equals_truth
-from tests.test_mobilenext_failures import pipeline_state
+from tests.conftest import assert_equals_truth, pipeline_state
 
 
 @pytest.fixture

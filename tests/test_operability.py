@@ -30,7 +30,9 @@ from sandbox.serve import START
 from sandbox.session_services import TENANTS, SessionServicesApi, token_for
 from sandbox.sessionvision import DEMO_TOKEN, PROJECTS, SessionVisionApi
 from tests.conftest import (
+    CLI,
     MEMBER_ORGS,
+    ROOT,
     Receiver,
     as_api,
     assert_equals_truth,
@@ -38,10 +40,8 @@ from tests.conftest import (
     loaded_sessions,
     truth_sessions,
 )
-from tests.test_sessionvision import assert_equals_truth as sv_equals_truth
+from tests.conftest import sessionvision_truth as sv_equals_truth
 
-ROOT = Path(__file__).resolve().parents[1]
-CLI = str(Path(sys.executable).parent / "sessionsync")
 SETTING_PREFIXES = ("SOURCES__", "SESSIONSYNC", "DESTINATION__", "SCHEDULES__", "ALERTS__",
                     "EXTRACT__", "DLT_")
 

@@ -12,7 +12,6 @@ import time
 from pathlib import Path
 from typing import Any, List
 
-import duckdb
 import pytest
 from apscheduler.events import EVENT_JOB_EXECUTED, EVENT_JOB_MISSED, EVENT_JOB_SUBMITTED
 
@@ -23,16 +22,7 @@ from sandbox.core import iso_ms, parse_iso_ms
 from sandbox.mobilenext import DAY_MS, MobileNextApi
 from sandbox.serve import START
 from schedules.scheduler import build_scheduler
-from tests.conftest import assert_equals_truth
-from tests.test_mobilenext_failures import CLI, ROOT, run_cli
-
-
-def runs(source: str = "mobilenext") -> List[dict]:
-    with duckdb.connect(str(resolve_location("duckdb", None)), read_only=True) as con:
-        cur = con.execute("SELECT * FROM sessionsync_ops.sessionsync_runs WHERE source = ? "
-                          "ORDER BY finished_at, resource", [source])
-        names = [d[0] for d in cur.description]
-        return [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+from tests.conftest import CLI, ROOT, assert_equals_truth, run_cli, runs
 
 
 def lock_folder() -> Path:

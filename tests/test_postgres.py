@@ -22,11 +22,7 @@ from sandbox.core import iso_ms, parse_iso_ms
 from sandbox.mobilenext import MobileNextApi
 from sandbox.serve import START
 from sandbox.sessionvision import PROJECTS, SessionVisionApi
-from tests.conftest import assert_equals_truth
-from tests.test_session_services import session_services  # noqa: F401  (fixture)
-from tests.test_sessionvision import assert_equals_truth as sessionvision_truth
-from tests.test_sessionvision import sessionvision  # noqa: F401  (fixture)
-from tests.test_tagbase import tagbase  # noqa: F401  (fixture)
+from tests.conftest import assert_equals_truth, sessionvision_truth
 from tests.warehouses import (
     ROOT,
     SOURCES,
@@ -49,7 +45,7 @@ def test_sync_incremental_and_noop_equal_the_truth(source: str, postgres: Any,
     sync_incremental_noop(source, source_api(request, source), "postgres")
 
 
-def test_backfill_completes_the_history(postgres: Any, sessionvision: SessionVisionApi,  # noqa: F811
+def test_backfill_completes_the_history(postgres: Any, sessionvision: SessionVisionApi,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
     start = parse_iso_ms(START)
     monkeypatch.setenv("SOURCES__SESSIONVISION__START_DATE", iso_ms(start - 3 * DAY_MS))
@@ -66,7 +62,7 @@ def test_backfill_completes_the_history(postgres: Any, sessionvision: SessionVis
 
 
 def test_two_sources_syncing_into_one_database_at_once_both_load(
-        postgres: Any, mobilenext: MobileNextApi, sessionvision: SessionVisionApi  # noqa: F811
+        postgres: Any, mobilenext: MobileNextApi, sessionvision: SessionVisionApi
 ) -> None:
     procs = [subprocess.Popen([str(Path(sys.executable).parent / "sessionsync"), "sync", s,
                                "--destination", "postgres"], cwd=ROOT, env=dict(os.environ),

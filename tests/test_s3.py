@@ -28,9 +28,6 @@ from sandbox.mobilenext import MobileNextApi
 from sandbox.serve import START
 from sandbox.sessionvision import PROJECTS, SessionVisionApi
 from tests.conftest import assert_equals_truth
-from tests.test_session_services import session_services  # noqa: F401  (fixture)
-from tests.test_sessionvision import sessionvision  # noqa: F401  (fixture)
-from tests.test_tagbase import tagbase  # noqa: F401  (fixture)
 from tests.warehouses import (
     ROOT,
     SOURCES,
@@ -102,7 +99,7 @@ def test_concurrent_commits_to_one_delta_table_lose_nothing(s3: Any) -> None:
 
 
 def test_two_backfill_chunks_committing_at_once_lose_and_duplicate_nothing(
-        sessionvision: SessionVisionApi, s3: Any, tmp_path: Path,  # noqa: F811
+        sessionvision: SessionVisionApi, s3: Any, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
     """Two chunks of a sessionvision backfill, each in a process of its own (as two hosts
     would) and past the lock, merge into the same Delta tables; both hold their merge until

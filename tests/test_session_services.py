@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import re
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
@@ -12,7 +11,7 @@ import pytest
 
 from pipelines.run import make_pipeline, sync_source
 from pipelines.warehouse import connect, resolve_location
-from sandbox.core import Served, iso_ms, parse_iso_ms
+from sandbox.core import parse_iso_ms
 from sandbox.serve import START
 from sandbox.session_services import (
     DAY,
@@ -22,19 +21,14 @@ from sandbox.session_services import (
     token_for,
 )
 from sources.http import ApiClient, ApiError, BearerAuth, HttpConfig
-from tests.conftest import isolate, load_count, table_rows
-from tests.test_mobilenext_failures import run_cli
+from tests.conftest import SS_TABLES as TABLES
+from tests.conftest import assert_quiet_run, load_count, run_cli
+from tests.conftest import serve_session_services as _served
+from tests.conftest import session_services_rows as loaded
+from tests.conftest import session_services_truth as assert_equals_truth
 
 A, B = list(TENANTS)
 DAY_S = DAY // 1000  # the clock advances in seconds
-TABLES = ("venues", "events", "admissions", "orders", "tickets")
-
-
-@pytest.fixture
-def session_services(monkeypatch: pytest.MonkeyPatch,
-                     tmp_path: Path) -> Iterator[SessionServicesApi]:
-    api = SessionServicesApi(parse_iso_ms(START), seed=5, orders_per_day=60, history_days=20)
-    yield from _served(api, monkeypatch, tmp_path)
 
 
 @pytest.fixture
@@ -44,69 +38,6 @@ def session_services_90(monkeypatch: pytest.MonkeyPatch,
     orders cursor and older orders exist (for disputes the window no longer reads)."""
     api = SessionServicesApi(parse_iso_ms(START), seed=7, orders_per_day=20, history_days=90)
     yield from _served(api, monkeypatch, tmp_path, start_date="2026-06-01")
-
-
-def _served(api: SessionServicesApi, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
-            start_date: str = "2026-09-01") -> Iterator[SessionServicesApi]:
-    with Served(api) as served:
-        tokens = json.dumps({t: token_for(t) for t in TENANTS})
-        isolate(monkeypatch, tmp_path, {
-            "SOURCES__SESSION_SERVICES__BASE_URL": served.url,
-            "SOURCES__SESSION_SERVICES__TENANT_TOKENS": tokens,
-            "SOURCES__SESSION_SERVICES__START_DATE": start_date,
-        })
-        api.url = served.url  # type: ignore[attr-defined]
-        yield api
-
-
-def _snake(name: str) -> str:
-    return re.sub(r"(?<=[a-z0-9])([A-Z])", r"_\1", name).lower()
-
-
-def _flat(record: Dict[str, Any], prefix: str = "") -> Dict[str, Any]:
-    """A record the way dlt stores it: nested objects flattened with `__`, lists left out."""
-    out: Dict[str, Any] = {}
-    for key, value in record.items():
-        name = prefix + _snake(key)
-        if isinstance(value, dict):
-            out.update(_flat(value, name + "__"))
-        elif not isinstance(value, list) and value is not None:
-            out[name] = value
-    return out
-
-
-def _value(v: Any) -> Any:
-    if hasattr(v, "timestamp"):
-        return iso_ms(round(v.timestamp() * 1000))
-    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else v
-
-
-def loaded(table: str, destination: str = "duckdb") -> Dict[str, Dict[str, Any]]:
-    return table_rows(f"session_services.{table}", destination)
-
-
-def assert_equals_truth(api: SessionServicesApi, destination: str = "duckdb",
-                        tenants: tuple = (A, B)) -> Dict[str, Dict[str, Any]]:
-    """Every record of every table equals the API's, field for field, under its own tenant."""
-    everything = {}
-    for table in TABLES:
-        rows = loaded(table, destination)
-        truth = {r["id"]: (t, r) for t in tenants for r in api.truth(t, table)}
-        assert truth, f"the sandbox has no {table}: the test would prove nothing"
-        missing = truth.keys() - rows.keys()
-        assert not missing, f"{len(missing)} {table} missing, e.g. {sorted(missing)[:2]}"
-        extra = rows.keys() - truth.keys()
-        assert not extra, f"{len(extra)} {table} in the warehouse that the API does not hold"
-        for rid, (tenant, record) in truth.items():
-            row = rows[rid]
-            assert row["tenant_id"] == tenant, f"{table} {rid} under the wrong tenant"
-            for col, want in _flat(record).items():
-                got = row[col]
-                assert _value(got) == _value(want), f"{table} {rid}.{col}: {got} != {want}"
-            if table == "events":
-                assert (row["deleted_at"] is None) == ("deletedAt" not in record), rid
-        everything[table] = rows
-    return everything
 
 
 def test_initial_sync_of_two_tenants_equals_truth(session_services: SessionServicesApi) -> None:
@@ -155,11 +86,7 @@ def test_incremental_sync_keeps_every_lifecycle_current(
 def test_noop_sync_stays_within_the_documented_request_bound(
         session_services: SessionServicesApi) -> None:
     assert sync_source("session_services").ok
-    session_services.reset_stats()
-    loads = load_count("session_services")
-    result = sync_source("session_services")
-    assert result.ok and result.rows == {}
-    assert load_count("session_services") == loads  # no load package, not even state-only
+    assert_quiet_run(session_services, "session_services")
     now = session_services.now_ms
 
     def scanning(event: Dict[str, Any]) -> bool:  # entry window open, or closed < 12 h ago

@@ -5,17 +5,15 @@ from __future__ import annotations
 import json
 import math
 from collections import defaultdict
-from contextlib import contextmanager
-from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, Iterator, Tuple
+from typing import Dict, Tuple
 
 import pytest
 
 from pipelines.backfill import backfill
 from pipelines.run import sync_source
 from pipelines.warehouse import connect, resolve_location
-from sandbox.core import Served, iso_ms, parse_iso_ms
+from sandbox.core import iso_ms, parse_iso_ms
 from sandbox.serve import START
 from sandbox.sessionvision import (
     DEMO_TOKEN,
@@ -26,81 +24,13 @@ from sandbox.sessionvision import (
     SessionVisionApi,
 )
 from sources.http import ApiClient, ApiError, BearerAuth, HttpConfig
-from tests.conftest import isolate, load_count
-from tests.test_mobilenext_failures import run_cli
+from tests.conftest import assert_quiet_run, run_cli
+from tests.conftest import serve_sessionvision as serving
+from tests.conftest import sessionvision_rows as loaded
+from tests.conftest import sessionvision_truth as assert_equals_truth
+from tests.conftest import sessionvision_value as _api_value
 
 DAY_S = 86_400
-KEYS = {"events": ("id",), "sessions": ("id",), "persons": ("id",),
-        "event_definitions": ("name",), "property_definitions": ("key",),
-        "action_definitions": ("id",)}
-JSON_COLUMNS = {"properties", "example_values", "steps"}
-PROMOTED = {"$current_url": "current_url", "$browser": "browser",
-            "$device_type": "device_type", "$country": "country", "$referrer": "referrer"}
-
-
-@pytest.fixture
-def sessionvision(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[SessionVisionApi]:
-    api = SessionVisionApi(parse_iso_ms(START), seed=3, visits_per_day=120, history_days=10,
-                           late_share=0.08)
-    with serving(api, monkeypatch, tmp_path):
-        yield api
-
-
-@contextmanager
-def serving(api: SessionVisionApi, monkeypatch: pytest.MonkeyPatch,
-            tmp_path: Path) -> Iterator[SessionVisionApi]:
-    """`api` served on 127.0.0.1, with sessionsync configured to sync both its projects."""
-    with Served(api) as served:
-        isolate(monkeypatch, tmp_path, {
-            "SOURCES__SESSIONVISION__BASE_URL": served.url,
-            "SOURCES__SESSIONVISION__API_TOKEN": DEMO_TOKEN,
-            "SOURCES__SESSIONVISION__PROJECT_IDS": json.dumps(list(PROJECTS)),
-            "SOURCES__SESSIONVISION__START_DATE": "2026-10-01",  # older than 7 days
-        })
-        api.url = served.url  # type: ignore[attr-defined]
-        yield api
-
-
-def loaded(table: str, destination: str = "duckdb") -> Dict[Tuple[str, ...], Dict[str, Any]]:
-    """Rows of a table by (project_id, key...), asserting the keys are unique."""
-    with connect(destination, resolve_location(destination, None)) as con:
-        cur = con.execute(f"SELECT * FROM sessionvision.{table}")
-        names = [d[0] for d in cur.description]
-        rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
-    keyed = {(r["project_id"], *(str(r[k]) for k in KEYS[table])): r for r in rows}
-    assert len(keyed) == len(rows), f"duplicate rows in {table}"
-    return keyed
-
-
-def _api_value(column: str, value: Any) -> Any:
-    if isinstance(value, datetime):
-        return iso_ms(round(value.timestamp() * 1000))
-    if column in JSON_COLUMNS and isinstance(value, str):
-        return json.loads(value)
-    return value
-
-
-def assert_equals_truth(api: SessionVisionApi, destination: str = "duckdb") -> Dict[str, Any]:
-    """Every resource of both projects equals the API's records, field for field."""
-    everything = {}
-    for table, key in KEYS.items():
-        rows = loaded(table, destination)
-        live = {k: r for k, r in rows.items() if r.get("deleted_at") is None}
-        truth = {(p, *(str(rec[k]) for k in key)): rec for p in PROJECTS
-                 for rec in api.truth(p, table)}
-        assert truth, f"the sandbox has no {table}"
-        missing, extra = truth.keys() - live.keys(), live.keys() - truth.keys()
-        assert not missing, f"{len(missing)} {table} missing, e.g. {sorted(missing)[:2]}"
-        assert not extra, f"{len(extra)} {table} live in the warehouse but not in the API"
-        for k, record in truth.items():
-            row = rows[k]
-            if table == "events":
-                for prop, column in PROMOTED.items():
-                    assert row[column] == record["properties"].get(prop), (k, column)
-            for field, want in record.items():
-                assert _api_value(field, row[field]) == want, f"{table} {k}.{field}"
-        everything[table] = rows
-    return everything
 
 
 def test_initial_sync_with_old_start_date_equals_truth(sessionvision: SessionVisionApi) -> None:
@@ -149,13 +79,7 @@ def test_late_events_sessions_persons_and_definitions_stay_current(
 
 def test_noop_sync_is_bounded_and_loads_no_duplicates(sessionvision: SessionVisionApi) -> None:
     assert sync_source("sessionvision").ok
-    sessionvision.reset_stats()
-    loads = load_count("sessionvision")
-    result = sync_source("sessionvision")
-    assert result.ok, result.error
-    assert load_count("sessionvision") == loads  # no load package, not even a state-only one
-    assert "events" not in result.rows and "sessions" not in result.rows
-    assert "persons" not in result.rows
+    assert_quiet_run(sessionvision, "sessionvision")
     now = sessionvision.now_ms
     bound = 0
     for p in PROJECTS:

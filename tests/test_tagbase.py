@@ -4,85 +4,23 @@ from __future__ import annotations
 
 import gzip
 import zlib
-from datetime import datetime
-from pathlib import Path
-from typing import Any, Dict, Iterator, List
+from typing import Any, Dict, List
 
 import orjson
-import pytest
 
 from pipelines.run import sync_source
 from pipelines.warehouse import connect, resolve_location
-from sandbox.core import Served, parse_iso_ms
-from sandbox.serve import START
-from sandbox.tagbase import DEMO_KEY, TagbaseApi
-from tests.conftest import isolate, load_count, table_rows
-from tests.test_mobilenext_failures import run_cli
+from sandbox.tagbase import TagbaseApi
+from tests.conftest import assert_quiet_run, run_cli
+from tests.conftest import tagbase_rows as loaded
+from tests.conftest import tagbase_truth as assert_equals_truth
 
 HOUR_S, DAY_S = 3600, 86_400
-
-
-@pytest.fixture
-def tagbase(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[TagbaseApi]:
-    api = TagbaseApi(parse_iso_ms(START), tmp_path / "log", seed=7, scans_per_day=250,
-                     history_days=4, rotate_lines=300, duplicate_rate=0.03)
-    with Served(api) as served:
-        isolate(monkeypatch, tmp_path, {
-            "SOURCES__TAGBASE__BASE_URL": served.url,
-            "SOURCES__TAGBASE__API_KEY": DEMO_KEY,
-            "SOURCES__TAGBASE__VERIFICATION_LOG_URL": str(api.log_dir),
-        })
-        yield api
-
-
-def loaded(table: str, destination: str = "duckdb") -> Dict[str, Dict[str, Any]]:
-    return table_rows(f"tagbase.{table}", destination)
 
 
 def log_lines(api: TagbaseApi) -> List[bytes]:
     return [line for path in sorted(api.log_dir.glob("*.jsonl.gz"))
             for line in gzip.decompress(path.read_bytes()).splitlines()]
-
-
-def _us(value: Any) -> str:
-    """A timestamp as the API writes it (microseconds, `Z`), from either side."""
-    if isinstance(value, datetime):
-        return value.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-    return str(value)
-
-
-def assert_equals_truth(api: TagbaseApi, destination: str = "duckdb") -> Dict[str, Any]:
-    """Every verification once; every referenced session and tag current, or marked 404."""
-    verifications = loaded("verifications", destination)
-    assert len(api.verifications) > 100, "too little data to prove anything"
-    assert verifications.keys() == api.verifications.keys()
-    for vid, truth in api.verifications.items():
-        row = verifications[vid]
-        assert (row["status"], _us(row["inserted_at"]), row["session_id"], row["tag_id"]) == (
-            truth["status"], truth["inserted_at"], truth["session"], truth["tag"]), vid
-
-    visible = api.visible()
-    sessions, tags = loaded("sessions", destination), loaded("tags", destination)
-    assert sessions.keys() == {v["session"] for v in api.verifications.values()}
-    assert tags.keys() == {v["tag"] for v in api.verifications.values()}
-    # A final session and a configured tag are not read again (the contract says they need
-    # not be), so one whose tag was deleted after it was read keeps its last reading.
-    for sid, row in sessions.items():
-        deleted_since = row["found"] and api.sessions[sid]["tag"] in api.deleted
-        assert row["found"] == (sid in visible["sessions"]) or deleted_since, sid
-        if row["found"]:
-            truth = api.sessions[sid]
-            assert (row["tag_id"], _us(row["inserted_at"])) == (truth["tag"],
-                                                                 truth["inserted_at"])
-    for tid, row in tags.items():
-        deleted_since = row["found"] and row["status"] == "configured" and tid in api.deleted
-        assert row["found"] == (tid in visible["tags"]) or deleted_since, tid
-        if row["found"]:
-            truth = api.tags[tid]
-            got = {k: _us(row[k]) if row[k] is not None else None
-                   for k in ("protocol", "url", "status", "configured_at", "inserted_at")}
-            assert got == truth, tid
-    return {"sessions": sessions, "tags": tags, "verifications": verifications}
 
 
 def requested(api: TagbaseApi, kind: str) -> List[str]:
@@ -139,11 +77,7 @@ def test_incremental_sync_rereads_only_what_could_change(tagbase: TagbaseApi) ->
 
 def test_second_run_with_nothing_new_reads_only_open_ids(tagbase: TagbaseApi) -> None:
     assert sync_source("tagbase").ok
-    tagbase.reset_stats()
-    loads = load_count("tagbase")
-    result = sync_source("tagbase")
-    assert result.ok and "verifications" not in result.rows
-    assert load_count("tagbase") == loads  # re-read rows that did not change are not written
+    assert_quiet_run(tagbase, "tagbase")  # re-read rows that did not change are not written
     unconfigured = {t for t, r in loaded("tags").items()
                     if r["found"] and r["status"] != "configured"}
     assert set(requested(tagbase, "tags")) == unconfigured

@@ -31,22 +31,15 @@ import pytest
 from pipelines.run import sync_source
 from pipelines.warehouse import connect, resolve_location
 from sandbox.core import Faults
-from tests import conftest
-from tests.test_mobilenext_failures import CLI, ROOT
-from tests.test_session_services import assert_equals_truth as session_services_truth
-from tests.test_session_services import session_services  # noqa: F401  (fixture)
-from tests.test_sessionvision import assert_equals_truth as sessionvision_truth
-from tests.test_sessionvision import sessionvision  # noqa: F401  (fixture)
-from tests.test_tagbase import assert_equals_truth as tagbase_truth
-from tests.test_tagbase import tagbase  # noqa: F401  (fixture)
+from tests.conftest import CLI, ROOT, TRUTH
 
 DAY_S = 86_400
 # source -> (truth check, longest clock advance per round in seconds)
 SOURCES: Dict[str, Tuple[Callable[[Any], Any], float]] = {
-    "mobilenext": (conftest.assert_equals_truth, 2 * DAY_S),
-    "session_services": (session_services_truth, 3 * DAY_S),
-    "tagbase": (tagbase_truth, DAY_S),
-    "sessionvision": (sessionvision_truth, DAY_S),
+    "mobilenext": (TRUTH["mobilenext"], 2 * DAY_S),
+    "session_services": (TRUTH["session_services"], 3 * DAY_S),
+    "tagbase": (TRUTH["tagbase"], DAY_S),
+    "sessionvision": (TRUTH["sessionvision"], DAY_S),
 }
 FAULTS = (("rate_429", 0.2), ("rate_5xx", 0.15), ("rate_slow", 0.04), ("rate_reset", 0.05),
           ("rate_malformed", 0.05), ("rate_repeat", 0.03),

@@ -15,8 +15,7 @@ from pipelines.lock import LOCKED_EXIT_CODE
 from pipelines.run import make_pipeline
 from pipelines.warehouse import resolve_location
 from sandbox.mobilenext import MobileNextApi
-from tests.conftest import assert_equals_truth
-from tests.test_mobilenext_failures import CLI, ROOT, run_cli
+from tests.conftest import CLI, ROOT, assert_equals_truth, run_cli
 
 
 @pytest.mark.chaos

@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, ContextManager, Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -59,6 +59,17 @@ def isolate(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, settings: Dict[str,
         monkeypatch.setenv(key, value)
 
 
+@contextmanager
+def serving(api: Any, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+            settings: Callable[[str], Dict[str, str]]) -> Iterator[Any]:
+    """A sandbox `api` served on 127.0.0.1 (its URL also in `api.url`), with sessionsync
+    isolated under `tmp_path` (`isolate`) and configured by `settings(url)`."""
+    with Served(api) as served:
+        isolate(monkeypatch, tmp_path, settings(served.url))
+        api.url = served.url
+        yield api
+
+
 @pytest.fixture
 def mobilenext_api() -> Iterator[MobileNextApi]:
     """A small, seeded Mobile Next world (about 1,300 sessions over 10 days)."""
@@ -70,15 +81,13 @@ def mobilenext_api() -> Iterator[MobileNextApi]:
 def mobilenext(mobilenext_api: MobileNextApi, monkeypatch: pytest.MonkeyPatch,
                tmp_path: Path) -> Iterator[MobileNextApi]:
     """The sandbox API served on 127.0.0.1, with sessionsync configured to sync it."""
-    with Served(mobilenext_api) as served:
-        isolate(monkeypatch, tmp_path, {
-            "SOURCES__MOBILENEXT__BASE_URL": served.url,
-            "SOURCES__MOBILENEXT__API_KEY": DEMO_KEY,
-            "SOURCES__MOBILENEXT__ORGANIZATION_IDS": "[]",
-            "SOURCES__MOBILENEXT__START_DATE": "2026-09-01",
-            "SOURCES__HTTP__READ_TIMEOUT": "2",
-        })
-        mobilenext_api.url = served.url  # type: ignore[attr-defined]
+    with serving(mobilenext_api, monkeypatch, tmp_path, lambda url: {
+        "SOURCES__MOBILENEXT__BASE_URL": url,
+        "SOURCES__MOBILENEXT__API_KEY": DEMO_KEY,
+        "SOURCES__MOBILENEXT__ORGANIZATION_IDS": "[]",
+        "SOURCES__MOBILENEXT__START_DATE": "2026-09-01",
+        "SOURCES__HTTP__READ_TIMEOUT": "2",
+    }):
         yield mobilenext_api
 
 
@@ -182,14 +191,12 @@ def serve_session_services(api: SessionServicesApi, monkeypatch: pytest.MonkeyPa
                            tmp_path: Path, start_date: str = "2026-09-01"
                            ) -> Iterator[SessionServicesApi]:
     """`api` served on 127.0.0.1, with sessionsync configured to sync every tenant."""
-    with Served(api) as served:
-        tokens = json.dumps({t: token_for(t) for t in TENANTS})
-        isolate(monkeypatch, tmp_path, {
-            "SOURCES__SESSION_SERVICES__BASE_URL": served.url,
-            "SOURCES__SESSION_SERVICES__TENANT_TOKENS": tokens,
-            "SOURCES__SESSION_SERVICES__START_DATE": start_date,
-        })
-        api.url = served.url  # type: ignore[attr-defined]
+    tokens = json.dumps({t: token_for(t) for t in TENANTS})
+    with serving(api, monkeypatch, tmp_path, lambda url: {
+        "SOURCES__SESSION_SERVICES__BASE_URL": url,
+        "SOURCES__SESSION_SERVICES__TENANT_TOKENS": tokens,
+        "SOURCES__SESSION_SERVICES__START_DATE": start_date,
+    }):
         yield api
 
 
@@ -262,19 +269,15 @@ def sessionvision(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[S
         yield api
 
 
-@contextmanager
 def serve_sessionvision(api: SessionVisionApi, monkeypatch: pytest.MonkeyPatch,
-            tmp_path: Path) -> Iterator[SessionVisionApi]:
+                        tmp_path: Path) -> ContextManager[SessionVisionApi]:
     """`api` served on 127.0.0.1, with sessionsync configured to sync both its projects."""
-    with Served(api) as served:
-        isolate(monkeypatch, tmp_path, {
-            "SOURCES__SESSIONVISION__BASE_URL": served.url,
-            "SOURCES__SESSIONVISION__API_TOKEN": DEMO_TOKEN,
-            "SOURCES__SESSIONVISION__PROJECT_IDS": json.dumps(list(PROJECTS)),
-            "SOURCES__SESSIONVISION__START_DATE": "2026-10-01",  # older than 7 days
-        })
-        api.url = served.url  # type: ignore[attr-defined]
-        yield api
+    return serving(api, monkeypatch, tmp_path, lambda url: {
+        "SOURCES__SESSIONVISION__BASE_URL": url,
+        "SOURCES__SESSIONVISION__API_TOKEN": DEMO_TOKEN,
+        "SOURCES__SESSIONVISION__PROJECT_IDS": json.dumps(list(PROJECTS)),
+        "SOURCES__SESSIONVISION__START_DATE": "2026-10-01",  # older than 7 days
+    })
 
 
 def sessionvision_rows(table: str,
@@ -329,12 +332,11 @@ def tagbase(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[Tagbase
     """A verification log of 4 days on disk and the API serving its sessions and tags."""
     api = TagbaseApi(parse_iso_ms(START), tmp_path / "log", seed=7, scans_per_day=250,
                      history_days=4, rotate_lines=300, duplicate_rate=0.03)
-    with Served(api) as served:
-        isolate(monkeypatch, tmp_path, {
-            "SOURCES__TAGBASE__BASE_URL": served.url,
-            "SOURCES__TAGBASE__API_KEY": TAGBASE_KEY,
-            "SOURCES__TAGBASE__VERIFICATION_LOG_URL": str(api.log_dir),
-        })
+    with serving(api, monkeypatch, tmp_path, lambda url: {
+        "SOURCES__TAGBASE__BASE_URL": url,
+        "SOURCES__TAGBASE__API_KEY": TAGBASE_KEY,
+        "SOURCES__TAGBASE__VERIFICATION_LOG_URL": str(api.log_dir),
+    }):
         yield api
 
 

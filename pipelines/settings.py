@@ -184,9 +184,11 @@ def config_error(source: str, chain: Sequence[BaseException]) -> Optional[str]:
 def enforce_extract_order(pipeline_name: str) -> None:
     """Extract a source's resources one after another, in declaration order.
 
-    A later resource may reuse what an earlier one read in the same run (Session Services'
-    tickets reuse its orders scan). dlt reads this from its `[extract]` settings, so it is
-    set here, over any value a provider holds, for every section dlt looks it up in.
+    A later resource may need what an earlier one read in the same run (Session Services'
+    tickets follow its orders scan); the earlier one hands it over (`sources.depends`), and
+    the later one refuses to run before it has. dlt reads this from its `[extract]`
+    settings, so it is set here, over any value a provider holds, for every section dlt
+    looks it up in.
     """
     os.environ["EXTRACT__NEXT_ITEM_MODE"] = "fifo"
     os.environ[f"{pipeline_name.upper()}__EXTRACT__NEXT_ITEM_MODE"] = "fifo"

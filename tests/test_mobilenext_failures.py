@@ -194,7 +194,7 @@ def test_a_load_that_carries_a_record_twice_keeps_one_row(
     copies its rows into the staging table again; the merge must still keep one row per id."""
     import pyarrow as pa
 
-    import sources.mobilenext as source
+    import sources.scan as driver  # the driver batches every source's partitioned scans
     from sources.batches import Batches
 
     class Twice(Batches):
@@ -203,7 +203,7 @@ def test_a_load_that_carries_a_record_twice_keeps_one_row(
             return None if batch is None else pa.concat_tables([batch, batch])
 
     monkeypatch.setenv("SOURCES__MOBILENEXT__RECONCILE_EVERY_HOURS", "0")  # exact deletions
-    monkeypatch.setattr(source, "Batches", Twice)
+    monkeypatch.setattr(driver, "Batches", Twice)
     assert sync_source("mobilenext").ok
     mobilenext.advance(3600)
     assert sync_source("mobilenext").ok

@@ -153,7 +153,7 @@ def test_a_load_that_carries_a_record_twice_keeps_one_row(
     delete-insert keeps one row per id."""
     import pyarrow as pa
 
-    import sources.mobilenext as source
+    import sources.scan as driver  # the driver batches every source's partitioned scans
     from sources.batches import Batches
 
     class Twice(Batches):
@@ -162,7 +162,7 @@ def test_a_load_that_carries_a_record_twice_keeps_one_row(
             return None if batch is None else pa.concat_tables([batch, batch])
 
     monkeypatch.setenv("SOURCES__MOBILENEXT__RECONCILE_EVERY_HOURS", "0")  # exact deletions
-    monkeypatch.setattr(source, "Batches", Twice)
+    monkeypatch.setattr(driver, "Batches", Twice)
     first = sync_source("mobilenext", "postgres")
     assert first.ok, first.error
     mobilenext.advance(3600)

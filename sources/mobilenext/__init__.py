@@ -10,7 +10,6 @@ only when new or changed, compared with what the warehouse holds, so a quiet run
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Set, Tuple
 
@@ -18,10 +17,10 @@ import dlt
 import pyarrow as pa
 from dlt.sources import DltResource
 
-from sources import fanout, partitions
-from sources.batches import Batches
+from sources import partitions, scan
+from sources.changes import Known, mark_deleted
 from sources.hints import MERGE
-from sources.http import PARTITION_STATUSES, ApiClient, ApiError, HttpConfig, SyncError
+from sources.http import ApiClient, HttpConfig, SyncError
 from sources.loaded import read_loaded, sql_literal, sql_timestamp
 from sources.mobilenext.client import SOURCE, TieSafeBeforePaginator, make_client
 from sources.mobilenext.settings import API_PREFIX, MAX_PAGE_SIZE, SESSION_SCHEMA
@@ -70,15 +69,13 @@ def mobilenext_source(
                   columns={"name": {"data_type": "text", "nullable": True}})
     def organizations() -> Iterator[List[Dict[str, Any]]]:
         """The selected organizations with the key's role in each; only new or changed ones."""
-        fields = ["id", "name", "type", "role", "created_at"]
-        loaded = read_loaded("organizations", fields, "true")
-        before = {tuple(r[f] for f in fields) for r in (loaded.to_pylist() if loaded else [])}
         rows = [
             {"id": o["id"], "name": o["name"], "type": o["type"], "role": o["role"],
              "created_at": parse_ts(o["createdAt"])}
             for o in orgs.selected()
         ]
-        changed = [r for r in rows if tuple(r[f] for f in fields) not in before]
+        fields = ["id", "name", "type", "role", "created_at"]
+        changed = Known.read("organizations", fields, "true").changed_rows(rows)
         if changed:
             yield changed
 
@@ -86,38 +83,19 @@ def mobilenext_source(
     def sessions() -> Iterator[pa.Table]:
         """New and changed sessions of every selected organization, deletions marked.
 
-        Organizations are paged at once, `concurrency` at a time (`sources.fanout`).
+        Organizations are paged at once, `concurrency` at a time (`sources.scan`).
         """
-        state = dlt.current.resource_state().setdefault("orgs", {})
+        state = scan.states("orgs")
         bounds = (_setting("window", lambda: [_api_time(parse_ts(w)) for w in window])
                   if window else None)
         try:
             selected = orgs.selected()
             now = client.server_time()  # before any scan starts: a conservative "scanned at"
-            scans = [_plan(org["id"], state.get(org["id"], {}), now, start, bounds,
-                           float(reconcile_every_hours)) for org in selected]
-            streams = [(scan, _pages(client, scan, int(page_size))) for scan in scans]
-            batches = Batches()
-            for message in fanout.interleave(streams, int(concurrency)):
-                scan = message.key
-                if isinstance(message, fanout.Page):
-                    batch = batches.add(scan.take(*message.items))
-                    if batch is not None:
-                        yield batch
-                elif message.error is not None:
-                    if not (isinstance(message.error, ApiError)
-                            and message.error.status in PARTITION_STATUSES):
-                        raise message.error
-                    partitions.report(f"{SOURCE}: organization {scan.org_id}: {message.error}")
-                else:
-                    gone = [sid for sid in scan.known if sid not in scan.seen]
-                    if gone:
-                        yield _marked_deleted(gone, client.server_time())
-                    if not bounds:
-                        state[scan.org_id] = scan.new_state(now)
-            last = batches.flush()
-            if last is not None:
-                yield last
+            scans = [_OrgScan(scan.Partition(org["id"], client,
+                                             f"{SOURCE}: organization {org['id']}"),
+                              state, now, start, bounds, float(reconcile_every_hours),
+                              int(page_size)) for org in selected]
+            yield from scan.run(scans, int(concurrency))
         finally:
             client.close()
 
@@ -163,92 +141,79 @@ class _OrgDirectory:
         return self._orgs
 
 
-@dataclass
-class _OrgScan:
+class _OrgScan(scan.Scan[scan.Partition, Tuple[List[Dict[str, Any]], List[int]]]):
     """One organization's scan in one run: what to read, what is loaded, what was seen.
 
     State per organization: `newest` (newest createdAt loaded), `open_from` (createdAt of the
     oldest session still unreleased when last seen) and `reconciled_at` (server time of the
     last full scan). An incremental scan reaches back to the older of `newest` and
-    `open_from`; a full one (first run, or `reconcile_every_hours` passed) to `start_date`.
+    `open_from`; a full one (first run, or `reconcile_every_hours` passed) to `start_date`;
+    a backfill's (`bounds`) covers its window and uses no state.
     """
 
-    org_id: str
-    lo: datetime  # sessions created at or after this are read...
-    hi: Optional[datetime]  # ...and before this (a backfill window's end); None: the newest
-    full: bool
-    reconciled_at: Optional[str]
-    newest: Optional[int] = None  # epoch ms
-    open_from: Optional[int] = None  # epoch ms
-    known: Dict[str, Optional[int]] = field(default_factory=dict)  # loaded id -> released µs
-    seen: Set[str] = field(default_factory=set)
+    def __init__(self, org: scan.Partition, states: Dict[str, Any], now: datetime,
+                 start: datetime, bounds: Optional[List[datetime]],
+                 reconcile_every_hours: float, page_size: int) -> None:
+        super().__init__(org)
+        self.states, self.now, self.page_size = states, now, page_size
+        self.hi: Optional[datetime] = None  # sessions created before this (a window's end)
+        self.newest: Optional[int] = None  # epoch ms
+        self.open_from: Optional[int] = None  # epoch ms
+        self.seen: Set[str] = set()
+        state = states.get(org.id, {})
+        self.reconciled_at: Optional[str] = state.get("reconciled_at")
+        if bounds:
+            self.bounded, self.full = True, False
+            self.lo, self.hi = bounds[0], bounds[1]  # sessions created at or after `lo`
+        else:
+            self.full = not state or self.reconciled_at is None or (
+                now - parse_ts(self.reconciled_at) >= timedelta(hours=reconcile_every_hours))
+            marks = [parse_ts(state[k]) for k in ("newest", "open_from") if state.get(k)]
+            self.lo = max(start, min(marks)) if marks and not self.full else start
+            if state.get("newest"):
+                self.newest = epoch_ms(parse_ts(state["newest"]))
+        upto = f" AND created_at < {sql_timestamp(self.hi)}" if self.hi else ""
+        self.known = Known.read(
+            "sessions", ["id", "released_at"],
+            f"organization = {sql_literal(org.id)} AND created_at >= "
+            f"{sql_timestamp(self.lo)} AND deleted_at IS NULL{upto}")
 
-    def take(self, sessions: List[Dict[str, Any]], created: List[int]) -> Optional[pa.Table]:
+    def pages(self) -> Iterator[Tuple[List[Dict[str, Any]], List[int]]]:
+        return TieSafeBeforePaginator(self.partition.client, self.partition.id,
+                                      self.page_size, self.lo, self.hi).pages()
+
+    def take(self, page: Tuple[List[Dict[str, Any]], List[int]]) -> Optional[pa.Table]:
         """Note one page; the sessions in it that are new or changed, as Arrow, if any."""
+        sessions, created = page
         if not sessions:
             return None
-        ids = [s["id"] for s in sessions]
-        self.seen.update(ids)
+        self.seen.update(s["id"] for s in sessions)
         top = max(created)
         self.newest = top if self.newest is None else max(self.newest, top)
         open_ = [ms for s, ms in zip(sessions, created, strict=True) if s["releasedAt"] is None]
         if open_ and (self.open_from is None or min(open_) < self.open_from):
             self.open_from = min(open_)
-        table = _sessions_table(sessions, created)
-        if self.known:
-            released = table.column("released_at").cast(pa.int64()).to_pylist()
-            missing = object()
-            table = table.filter(pa.array([
-                self.known.get(i, missing) != r for i, r in zip(ids, released, strict=True)]))
-        return table if table.num_rows else None
+        return self.known.changed(_sessions_table(sessions, created))
 
-    def new_state(self, now: datetime) -> Dict[str, Any]:
+    def finish(self) -> Optional[pa.Table]:
+        """The loaded sessions this complete scan did not list: deleted upstream."""
+        gone = self.known.missing(self.seen)
+        if gone is None:
+            return None
+        ids = ", ".join(sql_literal(i) for i in gone.column("id").to_pylist())
+        loaded = read_loaded("sessions", SESSION_SCHEMA.names, f"id IN ({ids})")
+        assert loaded is not None  # the ids came from the same table
+        return mark_deleted(loaded.select(SESSION_SCHEMA.names).cast(SESSION_SCHEMA),
+                            self.partition.client.server_time())
+
+    def commit(self, wrote: bool) -> None:
         """The organization's state after this scan completed."""
-        return {
+        self.states[self.partition.id] = {
             "newest": format_ms(from_epoch_ms(self.newest)) if self.newest is not None else None,
             "open_from": (format_ms(from_epoch_ms(self.open_from))
                           if self.open_from is not None else None),
-            "reconciled_at": format_ms(now) if self.full else self.reconciled_at,
+            "reconciled_at": format_ms(self.now) if self.full else self.reconciled_at,
         }
-
-
-def _plan(org_id: str, state: Dict[str, Any], now: datetime, start: datetime,
-          bounds: Optional[List[datetime]], reconcile_every_hours: float) -> _OrgScan:
-    """What one organization's scan reads this run, and what the warehouse holds of it."""
-    if bounds:
-        scan = _OrgScan(org_id, bounds[0], bounds[1], full=False, reconciled_at=None)
-    else:
-        reconciled = state.get("reconciled_at")
-        full = not state or reconciled is None or (
-            now - parse_ts(reconciled) >= timedelta(hours=reconcile_every_hours))
-        marks = [parse_ts(state[k]) for k in ("newest", "open_from") if state.get(k)]
-        lo = max(start, min(marks)) if marks and not full else start
-        newest = epoch_ms(parse_ts(state["newest"])) if state.get("newest") else None
-        scan = _OrgScan(org_id, lo, None, full, reconciled, newest=newest)
-    scan.known = _loaded_sessions(org_id, scan.lo, scan.hi)
-    return scan
-
-
-def _pages(client: ApiClient, scan: _OrgScan,
-           page_size: int) -> Callable[[], Iterator[Tuple[List[Dict[str, Any]], List[int]]]]:
-    """The organization's page stream, started on a fanout thread."""
-    return lambda: TieSafeBeforePaginator(client, scan.org_id, page_size, scan.lo,
-                                          scan.hi).pages()
-
-
-def _loaded_sessions(org_id: str, since: datetime,
-                     until: Optional[datetime] = None) -> Dict[str, Optional[int]]:
-    """id -> releasedAt (epoch µs) of live sessions loaded, created in `[since, until)`."""
-    bound = f" AND created_at < {sql_timestamp(until)}" if until else ""
-    table = read_loaded(
-        "sessions", ["id", "released_at"],
-        f"organization = {sql_literal(org_id)} AND created_at >= "
-        f"{sql_timestamp(since)} AND deleted_at IS NULL{bound}",
-    )
-    if table is None:
-        return {}
-    released = table.column("released_at").cast(pa.timestamp("us", tz="UTC")).cast(pa.int64())
-    return dict(zip(table.column("id").to_pylist(), released.to_pylist(), strict=True))
 
 
 def _sessions_table(sessions: List[Dict[str, Any]], created: List[int]) -> pa.Table:
@@ -269,14 +234,3 @@ def _sessions_table(sessions: List[Dict[str, Any]], created: List[int]) -> pa.Ta
         "released_at": arrow_times([s["releasedAt"] for s in sessions]),
         "deleted_at": pa.nulls(len(sessions), SESSION_SCHEMA.field("deleted_at").type),
     }, schema=SESSION_SCHEMA)
-
-
-def _marked_deleted(ids: List[str], at: datetime) -> pa.Table:
-    """The loaded rows of sessions gone upstream, with `deleted_at` set to `at`."""
-    id_list = ", ".join(sql_literal(i) for i in ids)
-    loaded = read_loaded("sessions", SESSION_SCHEMA.names, f"id IN ({id_list})")
-    assert loaded is not None  # the ids came from the same table
-    table = loaded.select(SESSION_SCHEMA.names).cast(SESSION_SCHEMA)
-    stamp = pa.array([epoch_ms(at) * 1000] * len(table), pa.int64()).cast(
-        SESSION_SCHEMA.field("deleted_at").type)
-    return table.set_column(table.schema.get_field_index("deleted_at"), "deleted_at", stamp)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
 import pyarrow as pa
 
@@ -25,7 +25,7 @@ def make_client(base_url: str, api_key: str, http: HttpConfig) -> ApiClient:
     return ApiClient(SOURCE, base_url, BearerAuth(api_key), http, error_message=_error_message)
 
 
-class TieSafeBeforePaginator(Paginator):
+class TieSafeBeforePaginator(Paginator[Tuple[List[Dict[str, Any]], List[int]]]):
     """Pages a newest-first list with a strictly-`before` cursor without losing tie groups.
 
     The API's cursor is the `createdAt` of a page's last session, and `before` is strict, so
@@ -37,6 +37,8 @@ class TieSafeBeforePaginator(Paginator):
 
     Example: page size 3, sessions at t=9, 8, 8 | 8, 7. Page 1 ends at 8, so it emits the 9
     and asks `before=8.001`; page 2 returns 8, 8, 8 (all three), emits them, and so on.
+    Pages are `(sessions, created)`, `created` being their `createdAt` in epoch ms (parsed
+    once), newest first, each session once, all created at or after `stop_at`.
 
     Args:
         client: the API client.
@@ -49,45 +51,32 @@ class TieSafeBeforePaginator(Paginator):
 
     def __init__(self, client: ApiClient, org_id: str, page_size: int, stop_at: datetime,
                  start_before: Optional[datetime] = None) -> None:
-        super().__init__(SOURCE, f"GET {API_PREFIX}/sessions", client.config.max_pages)
-        self.client = client
+        first: Dict[str, Any] = {"limit": page_size}
+        if start_before is not None:
+            first["before"] = format_ms(start_before)
+        super().__init__(client, f"{API_PREFIX}/sessions", first, {ORG_HEADER: org_id})
         self.org_id = org_id
-        self.limit = page_size
-        self.stop_at = stop_at
-        self.start_before = start_before
+        self.stop_at = epoch_ms(stop_at)
 
-    def pages(self) -> Iterator[Tuple[List[Dict[str, Any]], List[int]]]:
-        """Yield `(sessions, created)` pages, newest first, each session once, all created at
-        or after `stop_at`; `created` holds their `createdAt` in epoch ms (parsed once)."""
-        stop_at = epoch_ms(self.stop_at)
-        before = format_ms(self.start_before) if self.start_before else None
-        while True:
-            params: Dict[str, Any] = {"limit": self.limit}
-            if before is not None:
-                params["before"] = before
-            body = self.client.get_json(f"{API_PREFIX}/sessions", params=params,
-                                        headers={ORG_HEADER: self.org_id})
-            sessions, created = _check_page(body)
-            if not sessions:
-                return
-            last = created[-1]
-            more = "nextCursor" in body and body["nextCursor"] is not None
-            if not more or last < stop_at:
-                yield _since(sessions, created, stop_at)
-                return
-            head = _since(sessions, created, last + 1)
-            if not head[0]:
-                if self.limit < MAX_PAGE_SIZE:
-                    self.limit = MAX_PAGE_SIZE  # the same `before` again, with room for the group
-                    continue
-                raise PaginationError(
-                    f"{SOURCE}: org {self.org_id} has more than {MAX_PAGE_SIZE} sessions created"
-                    f" in the millisecond {sessions[-1]['createdAt']}; the list API cannot page"
-                    " through them"
-                )
-            yield head
-            before = format_ms(from_epoch_ms(last + 1))
-            self.advance(before)
+    def turn(self, items: List[Any], body: Dict[str, Any], params: Dict[str, Any]
+             ) -> Tuple[Optional[Tuple[List[Dict[str, Any]], List[int]]],
+                        Optional[Dict[str, Any]]]:
+        sessions, created = _check_page(items)
+        if not sessions:
+            return None, None
+        last = created[-1]
+        if body.get("nextCursor") is None or last < self.stop_at:
+            return _since(sessions, created, self.stop_at), None
+        head = _since(sessions, created, last + 1)
+        if not head[0]:
+            if params["limit"] < MAX_PAGE_SIZE:  # the same `before`, with room for the group
+                return None, dict(params, limit=MAX_PAGE_SIZE)
+            raise PaginationError(
+                f"{SOURCE}: org {self.org_id} has more than {MAX_PAGE_SIZE} sessions created"
+                f" in the millisecond {sessions[-1]['createdAt']}; the list API cannot page"
+                " through them"
+            )
+        return head, dict(params, before=format_ms(from_epoch_ms(last + 1)))
 
 
 def _since(sessions: List[Dict[str, Any]], created: List[int],
@@ -97,12 +86,9 @@ def _since(sessions: List[Dict[str, Any]], created: List[int],
     return [sessions[i] for i in keep], [created[i] for i in keep]
 
 
-def _check_page(body: Any) -> Tuple[List[Dict[str, Any]], List[int]]:
-    """The `data` of a list page and each session's `createdAt` in epoch ms, refusing a page
-    whose shape is not the contract's."""
-    if not isinstance(body, dict) or not isinstance(body.get("data"), list):
-        raise PaginationError(f"{SOURCE}: a sessions page without a `data` list")
-    sessions = body["data"]
+def _check_page(sessions: List[Any]) -> Tuple[List[Dict[str, Any]], List[int]]:
+    """A page's sessions and each one's `createdAt` in epoch ms, refusing a record whose
+    shape is not the contract's."""
     try:
         created = epoch_ms_list([s["createdAt"] for s in sessions])
         if not all(isinstance(s["id"], str) for s in sessions):

@@ -17,24 +17,26 @@ began, read before any of its reads, less a margin):
   refund window, a scan outside the entry window) arrive within
   2 x (`recheck_hours` + the time between runs + 1 hour); see the README's freshness table.
 
-Resources are evaluated in declaration order (`[extract] next_item_mode = "fifo"`), so
-`tickets` reuses what `orders` and `events` read in the same run instead of reading it again.
+`tickets` follows the orders `orders` found changed in the same run: `orders` hands them over
+per tenant (`sources.depends`); when `orders` is not selected, `tickets` reads the orders
+window itself. The events lists are read once per run per tenant and shared.
 """
 
 from __future__ import annotations
 
 import logging
-from contextlib import contextmanager
 from datetime import datetime, timedelta
-from typing import Any, Dict, Iterator, List, Optional, Tuple
+from functools import partial
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import dlt
 from dlt.common.schema.typing import TColumnSchema
 from dlt.sources import DltResource
 
-from sources import checkpoint, partitions
+from sources import checkpoint, scan
+from sources.depends import Handoff
 from sources.hints import MERGE
-from sources.http import PARTITION_STATUSES, ApiClient, ApiError, HttpConfig, SyncError, segment
+from sources.http import ApiClient, HttpConfig, SyncError, segment
 from sources.session_services import recheck
 from sources.session_services.client import SOURCE, AfterCursorPaginator, make_client
 from sources.session_services.settings import (
@@ -48,6 +50,7 @@ from sources.timeutil import format_ms, parse_ts
 
 log = logging.getLogger("sessionsync")
 Records = List[Dict[str, Any]]
+Change = Tuple[str, str, str]  # an order read this run: id, eventId, updatedAt
 TIMESTAMPS = ("created_at", "updated_at")
 
 
@@ -85,19 +88,12 @@ def session_services_source(
         raise SyncError(f"{SOURCE}: setting start_date is invalid: {exc}") from None
     tenants = [_Tenant(tid, make_client(base_url, tid, token, http))
                for tid, token in tenant_tokens.items()]
+    changes: Handoff[List[Change]] = Handoff(SOURCE, "orders")
 
-    def each_tenant(name: str) -> Iterator[Tuple[_Tenant, Dict[str, Any]]]:
-        """The tenants still in good standing, each with this resource's state for it.
-
-        The server's clock is read before a tenant's first read of the run (`_Tenant.now`).
-        """
-        state = dlt.current.resource_state().setdefault("tenants", {})
-        for tenant in tenants:
-            if not tenant.failed:
-                with tenant.guard():
-                    tenant.now()
-            if not tenant.failed:
-                yield tenant, state.setdefault(tenant.id, {})
+    def each_tenant(read: Callable[[_Tenant, Dict[str, Any]], Iterator[Records]]
+                    ) -> Iterator[Records]:
+        """`read(tenant, this resource's state for it)` of each tenant in good standing."""
+        return scan.each(tenants, "tenants", read)
 
     def table(name: str, **hints: Any) -> Any:
         columns: Dict[str, TColumnSchema] = {
@@ -109,91 +105,70 @@ def session_services_source(
     @table("orders", nested_hints={"items": dlt.mark.make_nested_hints(
         columns={"section_id": {"name": "section_id", "data_type": "text"}})})
     def orders() -> Iterator[Records]:
-        for tenant, st in each_tenant("orders"):
-            with tenant.guard():
-                yield from _orders(tenant, st, start, hours)
+        yield from each_tenant(lambda tenant, st: _orders(tenant, st, start, hours, changes))
 
     @table("events", ts=("entry_starts_at", "entry_ends_at", "publish_at", "deleted_at"),
            text=("location__state",))
     def events() -> Iterator[Records]:
-        for tenant, st in each_tenant("events"):
-            with tenant.guard():
-                rows = _changed(tenant, tenant.events(), st.get("watermark"))
-                yield rows
-                checkpoint.advance(st, "watermark", tenant.watermark(), wrote=bool(rows))
+        def read(tenant: _Tenant, st: Dict[str, Any]) -> Iterator[Records]:
+            rows = _changed(tenant, tenant.events(), st.get("watermark"))
+            yield rows
+            checkpoint.advance(st, "watermark", tenant.watermark(), wrote=bool(rows))
+        yield from each_tenant(read)
 
     @table("venues")
     def venues() -> Iterator[Records]:
-        for tenant, st in each_tenant("venues"):
-            with tenant.guard():
-                wrote = False
-                for records, _ in tenant.pages("/venues", "venues"):
-                    rows = _changed(tenant, records, st.get("watermark"))
-                    wrote = wrote or bool(rows)
-                    yield rows
-                checkpoint.advance(st, "watermark", tenant.watermark(), wrote)
+        def read(tenant: _Tenant, st: Dict[str, Any]) -> Iterator[Records]:
+            wrote = False
+            for records, _ in tenant.pages("/venues", "venues"):
+                rows = _changed(tenant, records, st.get("watermark"))
+                wrote = wrote or bool(rows)
+                yield rows
+            checkpoint.advance(st, "watermark", tenant.watermark(), wrote)
+        yield from each_tenant(read)
 
     @table("admissions")
     def admissions() -> Iterator[Records]:
-        for tenant, st in each_tenant("admissions"):
-            with tenant.guard():
-                since = st.get("watermark")
-                due = {e["id"]: since for e in tenant.events()
-                       if since is None or e["updatedAt"] >= since
-                       or (e["status"] in ("UPCOMING", "ACTIVE") and "deletedAt" not in e)}
-                sweep = _sweep_events(tenant, st, hours)
-                if sweep is not None:  # the rolling re-read: edits of events not on sale
-                    again, floor, _ = sweep
-                    due.update({e: _earlier(floor, due.get(e, floor)) for e in again})
-                wrote = False
-                for event_id, floor in due.items():
-                    for records, _ in tenant.pages(f"/events/{segment(event_id)}/admissions",
-                                                   "admissions"):
-                        rows = _changed(tenant, records, floor)
-                        wrote = wrote or bool(rows)
-                        yield rows
-                _store(st, sweep, tenant.watermark(), wrote)
-                checkpoint.advance(st, "watermark", tenant.watermark(), wrote)
+        def read(tenant: _Tenant, st: Dict[str, Any]) -> Iterator[Records]:
+            since = st.get("watermark")
+            due = {e["id"]: since for e in tenant.events()
+                   if since is None or e["updatedAt"] >= since
+                   or (e["status"] in ("UPCOMING", "ACTIVE") and "deletedAt" not in e)}
+            sweep = _sweep_events(tenant, st, hours)
+            if sweep is not None:  # the rolling re-read: edits of events not on sale
+                again, floor, _ = sweep
+                due.update({e: _earlier(floor, due.get(e, floor)) for e in again})
+            yield from _read_changed(tenant, st, sweep, [
+                (f"/events/{segment(e)}/admissions", "admissions", None, floor, None)
+                for e, floor in due.items()])
+        yield from each_tenant(read)
 
     @table("tickets", ts=("scanned_at",), text=("section_id",))
     def tickets() -> Iterator[Records]:
-        for tenant, st in each_tenant("tickets"):
-            with tenant.guard():
-                wrote = False
-                reads, sweep = _ticket_reads(tenant, st, hours)
-                for params, floor, reread in reads:
-                    for records, _ in tenant.pages("/tickets", "tickets", params):
-                        records = [r for r in records if r["createdAt"] >= start and not (
-                            reread and r["updatedAt"] == r["createdAt"])]
-                        rows = _changed(tenant, records, floor)
-                        wrote = wrote or bool(rows)
-                        yield rows
-                _store(st, sweep, tenant.watermark(), wrote)
-                checkpoint.advance(st, "watermark", tenant.watermark(), wrote)
+        def read(tenant: _Tenant, st: Dict[str, Any]) -> Iterator[Records]:
+            reads, sweep = _ticket_reads(tenant, st, hours, changes)
+            yield from _read_changed(tenant, st, sweep, [
+                ("/tickets", "tickets", params, floor, partial(_ticket_kept, start, reread))
+                for params, floor, reread in reads])
+        yield from each_tenant(read)
 
     return [orders, events, venues, admissions, tickets]
 
 
-class _Tenant:
-    """One tenant within one run: its client, its standing, and what the run has read."""
+class _Tenant(scan.Partition):
+    """One tenant within one run: its client (its own token), its clock, its events lists.
+
+    A tenant whose token or id is refused (401/403/404) fails alone.
+    """
 
     def __init__(self, tenant_id: str, client: ApiClient) -> None:
-        self.id, self.client = tenant_id, client
-        self.failed = False
+        super().__init__(tenant_id, client, client.source)
         self.started: Optional[datetime] = None
         self._events: Optional[Records] = None
-        self.order_changes: Optional[List[Tuple[str, str, str]]] = None  # id, eventId, updatedAt
 
-    @contextmanager
-    def guard(self) -> Iterator[None]:
-        """Turn a refusal of this tenant (401/403/404) into a partition failure."""
-        try:
-            yield
-        except ApiError as exc:
-            if exc.status not in PARTITION_STATUSES:
-                raise
-            self.failed = True
-            partitions.report(str(exc))
+    def begin(self) -> None:
+        """Read the server's clock before the tenant's first read of the run (`now`)."""
+        self.now()
 
     def now(self) -> datetime:
         """The server's clock (the `Date` of its latest response); fetches once if needed.
@@ -242,14 +217,33 @@ def _changed(tenant: _Tenant, records: Records, since: Optional[str]) -> Records
             if since is None or r["updatedAt"] >= since]
 
 
-def _orders(tenant: _Tenant, st: Dict[str, Any], start: str,
-            hours: float) -> Iterator[Records]:
+def _read_changed(tenant: _Tenant, st: Dict[str, Any],
+                  sweep: Optional[Tuple[Any, Any, Dict[str, Any]]],
+                  reads: List[Tuple[str, str, Optional[Dict[str, Any]], Optional[str],
+                                    Optional[Callable[[Dict[str, Any]], bool]]]]
+                  ) -> Iterator[Records]:
+    """Page each `(path, key, params, floor, keep)` and yield the records `keep` accepts
+    (all when None) updated at or after `floor`; then keep the events sweep state and move
+    the watermark (both only with rows written, or hourly: `sources.checkpoint`)."""
+    wrote = False
+    for path, key, params, floor, keep in reads:
+        for records, _ in tenant.pages(path, key, params):
+            rows = _changed(tenant, [r for r in records if keep is None or keep(r)], floor)
+            wrote = wrote or bool(rows)
+            yield rows
+    _store(st, sweep, tenant.watermark(), wrote)
+    checkpoint.advance(st, "watermark", tenant.watermark(), wrote)
+
+
+def _orders(tenant: _Tenant, st: Dict[str, Any], start: str, hours: float,
+            handoff: Handoff[List[Change]]) -> Iterator[Records]:
     """Scan orders from the stored page whose orders can still change, then the older pages
-    the rolling re-read has due; yield changed orders."""
+    the rolling re-read has due; yield changed orders, and hand every order read (changed
+    or not) to `tickets`."""
     since = st.get("watermark")
     begin = _window_start(st.get("ladder", []), since)
     ladder: List[List[Any]] = []
-    changes: List[Tuple[str, str, str]] = []
+    changes: List[Change] = []
     wrote = False
     for records, cursor in _order_pages(tenant, begin):
         if records:
@@ -274,7 +268,7 @@ def _orders(tenant: _Tenant, st: Dict[str, Any], start: str,
             if rows:
                 wrote = True
                 yield [dict(r, tenantId=tenant.id) for r in rows]
-    tenant.order_changes = changes
+    handoff.publish(changes, tenant.id)
     if wrote or st.get("ladder") is None:  # the ladder only grows with new orders
         st["ladder"] = _thin(ladder)
     recheck.store(st, sweep, now, wrote)
@@ -348,7 +342,8 @@ def _store(st: Dict[str, Any], sweep: Optional[Tuple[Any, Any, Dict[str, Any]]],
 Read = Tuple[Dict[str, str], Optional[str], bool]  # query, emit from updatedAt, re-read
 
 
-def _ticket_reads(tenant: _Tenant, st: Dict[str, Any], hours: float
+def _ticket_reads(tenant: _Tenant, st: Dict[str, Any], hours: float,
+                  handoff: Handoff[List[Change]]
                   ) -> Tuple[List[Read], Optional[Tuple[Any, Any, Dict[str, Any]]]]:
     """The `/tickets` queries that cover every ticket that may have changed since `since`,
     each with the `updatedAt` it emits from and whether it is a re-read.
@@ -366,16 +361,18 @@ def _ticket_reads(tenant: _Tenant, st: Dict[str, Any], hours: float
     since = st.get("watermark")
     if since is None:
         return [({"eventId": e["id"]}, None, False) for e in events], None
-    if tenant.order_changes is None:  # `orders` not selected this run: read its window
+    order_changes = handoff.get(tenant.id)
+    if order_changes is None:  # `orders` not selected this run: read its window
         for _ in _orders(tenant, dict(dlt.current.resource_state("orders").get(
-                "tenants", {}).get(tenant.id, {})), start="", hours=hours):
+                "tenants", {}).get(tenant.id, {})), start="", hours=hours, handoff=handoff):
             pass
+        order_changes = handoff.get(tenant.id)
     now = format_ms(tenant.now())
     grace = timedelta(hours=SCAN_GRACE_HOURS)
     ends = {e["id"]: format_ms(parse_ts(e["entryEndsAt"]) + grace) for e in events}
     whole = {e["id"] for e in events if ends[e["id"]] >= since and e["entryStartsAt"] <= now}
     changed: Dict[str, List[str]] = {}
-    for order_id, event_id, updated in tenant.order_changes or []:
+    for order_id, event_id, updated in order_changes or []:
         if updated >= since and event_id not in whole:
             changed.setdefault(event_id, []).append(order_id)
     whole |= {e for e, orders in changed.items() if len(orders) > ORDER_READS_PER_EVENT}
@@ -392,6 +389,13 @@ def _ticket_reads(tenant: _Tenant, st: Dict[str, Any], hours: float
     reads += [({"eventId": e}, _later(floor, ends[e]) if ends[e] < since else floor,
                e not in changed) for e in sorted(again)]
     return reads, sweep
+
+
+def _ticket_kept(start: str, reread: bool, ticket: Dict[str, Any]) -> bool:
+    """Whether a ticket read is loaded: created after `start_date`, and, in a re-read, changed
+    since it was created (a re-read keeps only what the regular reads could not see)."""
+    return ticket["createdAt"] >= start and not (
+        reread and ticket["updatedAt"] == ticket["createdAt"])
 
 
 def _later(a: Optional[str], b: str) -> str:

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Generator, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple
 
-from sources.http import ApiClient, BearerAuth, HttpConfig, PaginationError
+from sources.http import ApiClient, BearerAuth, HttpConfig
 from sources.paging import Paginator
 from sources.session_services.settings import API_VERSION, MAX_PAGE_SIZE
 
@@ -24,7 +24,7 @@ def make_client(base_url: str, tenant_id: str, token: str, http: HttpConfig) -> 
                      error_message=_error_message)
 
 
-class AfterCursorPaginator(Paginator):
+class AfterCursorPaginator(Paginator[Tuple[List[Dict[str, Any]], Optional[str]]]):
     """Pages an ascending-id collection forward with the opaque `after` cursor.
 
     Yields `(records, cursor_used)` so a caller can store the cursor that fetched a page and
@@ -37,20 +37,11 @@ class AfterCursorPaginator(Paginator):
 
     def __init__(self, client: ApiClient, path: str, key: str,
                  params: Optional[Dict[str, Any]] = None, start: Optional[str] = None) -> None:
-        super().__init__(client.source, f"GET {path}", client.config.max_pages)
-        self.client, self.path, self.key = client, path, key
-        self.params = {"limit": MAX_PAGE_SIZE, **(params or {})}
-        self.start = start
+        super().__init__(client, path, {"limit": MAX_PAGE_SIZE, **(params or {}),
+                                        **({"after": start} if start else {})})
+        self.items_key = key
 
-    def pages(self) -> Generator[Tuple[List[Dict[str, Any]], Optional[str]], None, None]:
-        cursor = self.start
-        while True:
-            params = dict(self.params, **({"after": cursor} if cursor else {}))
-            body = self.client.get_json(self.path, params=params)
-            if not isinstance(body, dict) or not isinstance(body.get(self.key), list):
-                raise PaginationError(f"{self.source}: GET {self.path} page without `{self.key}`")
-            yield body[self.key], cursor
-            cursor = body.get("after")
-            if not cursor:
-                return
-            self.advance(cursor)
+    def turn(self, items: List[Any], body: Dict[str, Any], params: Dict[str, Any]
+             ) -> Tuple[Tuple[List[Dict[str, Any]], Optional[str]], Optional[Dict[str, Any]]]:
+        after = body.get("after")
+        return (items, params.get("after")), (dict(params, after=after) if after else None)

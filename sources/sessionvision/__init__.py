@@ -15,17 +15,16 @@ filters them on `timestamp`. Each run, per project:
 - definitions: the lists are small and read whole; rows whose content changed are emitted;
   action definitions that vanished (deleted upstream) get `deleted_at`.
 
-Resources run in declaration order (`[extract] next_item_mode = "fifo"`), so `sessions`
-and `persons` see what `events` loaded in the same run.
+`sessions` and `persons` need what `events` loaded in the same run: `events` hands it over
+per project (`sources.depends`), and they refuse to run before it has.
 """
 
 from __future__ import annotations
 
 import hashlib
-from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Callable, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
 
 import dlt
 import orjson
@@ -33,12 +32,13 @@ import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.sources import DltResource
 
-from sources import checkpoint, fanout, partitions
-from sources.batches import Batches
+from sources import checkpoint, scan
 from sources.byid import fetch_each
+from sources.changes import Known, mark_deleted
+from sources.depends import Handoff
 from sources.hints import MERGE
-from sources.http import ApiClient, ApiError, HttpConfig, SyncError, segment
-from sources.loaded import loaded_ids, read_loaded, sql_literal, sql_timestamp
+from sources.http import PARTITION_STATUSES, ApiClient, ApiError, HttpConfig, SyncError, segment
+from sources.loaded import sql_literal, sql_timestamp
 from sources.sessionvision.client import SOURCE, NextCursorPaginator, make_client
 from sources.sessionvision.settings import (
     ACTION_DEFINITION_SCHEMA,
@@ -61,76 +61,84 @@ from sources.timeutil import arrow_times, format_ms, parse_ts
 Records = List[Dict[str, Any]]
 
 
-@dataclass
-class _Project:
-    """One project within one run: its standing and what `events` loaded for it."""
+class _Project(scan.Partition):
+    """One project within one run. The token is the same for every project, so a 401 fails
+    the run; a project it may not read (403) or that does not exist (404) fails alone."""
 
-    id: str
-    failed: bool = False
-    sessions: Optional[Set[str]] = None  # session ids of newly loaded events
-    persons: Optional[Set[str]] = None  # distinct ids of newly loaded events
-    oldest_new: Optional[datetime] = None  # earliest timestamp among them
-    windowed: bool = False  # a backfill window: only what its events touch is refreshed
-    since: Optional[datetime] = None  # `checked_at` before this run: earlier runs read after it
+    def __init__(self, project_id: str, client: ApiClient, windowed: bool) -> None:
+        super().__init__(project_id, client, f"{SOURCE} project {project_id}",
+                         refused_by=PARTITION_STATUSES - {401})
+        self.windowed = windowed  # a backfill window: only what its events touch is refreshed
 
     @property
     def path(self) -> str:
         return f"/api/v1/projects/{segment(self.id)}"
 
-    @contextmanager
-    def guard(self) -> Iterator[None]:
-        """A project the token may not read (403) or that does not exist (404) fails alone."""
-        try:
-            yield
-        except ApiError as exc:
-            self.fail(exc)
-
-    def fail(self, exc: BaseException) -> None:
-        """Fail this project alone when `exc` says it cannot be read; re-raise anything else."""
-        if not isinstance(exc, ApiError) or exc.status not in (403, 404):
-            raise exc
-        self.failed = True
-        partitions.report(f"{SOURCE} project {self.id}: {exc.message} (HTTP {exc.status})")
-
 
 @dataclass
-class _EventScan:
-    """One project's events read in one run: `[lo, hi)`, and the ids already loaded there."""
+class _Touched:
+    """What `events` loaded for a project this run, for `sessions` and `persons`."""
 
-    project: _Project
-    lo: datetime
-    hi: Optional[datetime]
-    known: Set[str]
-    started: Optional[datetime] = None  # server time of the first page, before every read
+    sessions: Set[str] = field(default_factory=set)  # session ids of newly loaded events
+    persons: Set[str] = field(default_factory=set)  # distinct ids of newly loaded events
+    oldest_new: Optional[datetime] = None  # earliest timestamp among them
+    since: Optional[datetime] = None  # `checked_at` before this run: earlier runs read after it
 
-    def pages(self, client: ApiClient) -> Callable[[], Iterator[Records]]:
-        """The page stream, started on a fanout thread (it notes its own `started`)."""
+
+class _EventScan(scan.Scan[_Project, Records]):
+    """One project's events in one run: a backfill window, or everything since the previous
+    run's start less the 48-hour visibility delay (since `start_date` at first); written when
+    the warehouse does not hold them yet."""
+
+    def __init__(self, project: _Project, st: Dict[str, Any], start: datetime,
+                 bounds: Optional[List[datetime]], handoff: Handoff[_Touched]) -> None:
+        super().__init__(project)
+        self.st, self.handoff = st, handoff
+        self.touched = touched = _Touched()
+        self.started: Optional[datetime] = None  # server time of the first page
+        self.lo, self.hi = start, None
+        if bounds:
+            self.bounded = True
+            self.lo, self.hi = bounds[0], bounds[1]
+        elif st.get("checked_at") is not None:
+            touched.since = parse_ts(st["checked_at"])
+            lookback = timedelta(hours=MAX_DELAY_HOURS, seconds=CLOCK_MARGIN_SECONDS)
+            self.lo = max(start, touched.since - lookback)
+        until = f" AND timestamp < {sql_timestamp(self.hi)}" if self.hi else ""
+        self.known = Known.read("events", ["id"], f"project_id = {sql_literal(project.id)} "
+                                f"AND timestamp >= {sql_timestamp(self.lo)}{until}",
+                                compare=())
+
+    def pages(self) -> Iterator[Records]:
+        """The page stream, on a fan-out thread (it notes its own `started`)."""
+        client = self.partition.client
         params = {"date_from": format_ms(self.lo),
                   **({"date_to": format_ms(self.hi)} if self.hi else {})}
-
-        def stream() -> Iterator[Records]:
-            paginator = NextCursorPaginator(client, f"{self.project.path}/events", params)
-            for page in paginator.pages():
-                if self.started is None:
-                    self.started = client.server_time()  # this thread's own response
-                yield page
-        return stream
+        for page in NextCursorPaginator(client, f"{self.partition.path}/events",
+                                        params).pages():
+            if self.started is None:
+                self.started = client.server_time()  # this thread's own response
+            yield page
 
     def take(self, page: Records) -> Optional[pa.Table]:
-        """The page's events the warehouse does not hold, as Arrow; notes their sessions
-        and persons on the project."""
-        new = [e for e in page if e["id"] not in self.known] if self.known else page
-        if not new:
+        """The page's events the warehouse does not hold; notes their sessions and persons."""
+        table = self.known.changed(_event_table(page, self.partition.id)) if page else None
+        if table is None:
             return None
-        project = self.project
-        assert project.sessions is not None and project.persons is not None
-        table = _event_table(new, project.id)
-        project.sessions.update(pc.unique(table["session_id"]).to_pylist())
-        project.persons.update(pc.unique(table["distinct_id"]).to_pylist())
+        touched = self.touched
+        touched.sessions.update(pc.unique(table["session_id"]).to_pylist())
+        touched.persons.update(pc.unique(table["distinct_id"]).to_pylist())
         oldest = pc.min(table["timestamp"]).as_py()
-        if project.oldest_new is None or oldest < project.oldest_new:
-            project.oldest_new = oldest
+        if touched.oldest_new is None or oldest < touched.oldest_new:
+            touched.oldest_new = oldest
         return table
+
+    def finish(self) -> None:
+        self.handoff.publish(self.touched, self.partition.id)
+
+    def commit(self, wrote: bool) -> None:
+        checkpoint.advance(self.st, "checked_at", format_ms(
+            self.started or self.partition.client.server_time()), wrote)
 
 
 @dlt.source(name=SOURCE)
@@ -174,110 +182,60 @@ def sessionvision_source(
     except (TypeError, ValueError) as exc:
         raise SyncError(f"{SOURCE}: backfill window is invalid: {exc}") from None
     client = make_client(base_url, api_token, http)
-    projects = [_Project(str(pid)) for pid in project_ids]
-
-    def each_project() -> Iterator[Tuple[_Project, Dict[str, Any]]]:
-        """Projects still in good standing, each with this resource's state for it."""
-        state = dlt.current.resource_state().setdefault("projects", {})
-        for project in projects:
-            if not project.failed:
-                yield project, state.setdefault(project.id, {})
+    projects = [_Project(str(pid), client, windowed=bool(bounds)) for pid in project_ids]
+    touched: Handoff[_Touched] = Handoff(SOURCE, "events")
 
     def table(name: str, schema: pa.Schema, key: Any = "id") -> Any:
         return dlt.resource(name=name, primary_key=key, write_disposition=MERGE, columns=schema)
 
     @table("events", EVENT_SCHEMA)
     def events() -> Iterator[pa.Table]:
-        """New events of every project; projects are paged at once (`sources.fanout`)."""
-        scans = {project.id: (_plan_events(project, st, start, bounds), st)
-                 for project, st in each_project()}
-        streams = [(pid, scan.pages(client)) for pid, (scan, _) in scans.items()]
-        batches = Batches()
-        for message in fanout.interleave(streams, concurrency):
-            scan, st = scans[message.key]
-            if isinstance(message, fanout.Page):
-                batch = batches.add(scan.take(message.items))
-                if batch is not None:
-                    yield batch
-            elif message.error is not None:
-                scan.project.fail(message.error)
-            elif not bounds:
-                checkpoint.advance(st, "checked_at", format_ms(scan.started or
-                                                               client.server_time()),
-                                   wrote=bool(scan.project.sessions))
-        last = batches.flush()
-        if last is not None:
-            yield last
+        """New events of every project; projects are paged at once (`sources.scan`)."""
+        states = scan.states("projects")
+        yield from scan.run([_EventScan(p, states.setdefault(p.id, {}), start, bounds, touched)
+                             for p in projects if not p.failed], concurrency)
 
     @table("sessions", SESSION_SCHEMA)
     def sessions() -> Iterator[pa.Table]:
-        for project, st in each_project():
-            with project.guard():
-                due, known = project.sessions, {}
-                if due is not None and st.get("loaded"):
-                    known = {i: r for i, r in _maybe_open(project).items() if i not in due}
-                    due = due | known.keys()
-                yield from _changed_by_event(
-                    client, project, st, "sessions", due, concurrency,
-                    SESSION_SCHEMA, {"date_from": format_ms(start)}, known)
+        def read(project: _Project, st: Dict[str, Any]) -> Iterator[pa.Table]:
+            news = touched.get(project.id)
+            due, known = (news.sessions if news else None), Known(None)
+            if due is not None and st.get("loaded"):
+                known = _maybe_open(project, news).without(due)
+                due = due | set(known.keys())
+            yield from _changed_by_event(
+                client, project, st, "sessions", due, concurrency,
+                SESSION_SCHEMA, {"date_from": format_ms(start)}, news, known)
+        yield from scan.each(projects, "projects", read)
 
     @table("persons", PERSON_SCHEMA)
     def persons() -> Iterator[pa.Table]:
-        for project, st in each_project():
-            with project.guard():
-                rechecking = st.get("loaded") and not project.windowed
-                yield from _changed_by_event(
-                    client, project, st, "persons", project.persons, concurrency,
-                    PERSON_SCHEMA, {})
-                if rechecking and project.persons is not None:
-                    yield from _recheck(client, project, st, "persons", recheck_rows,
-                                        PERSON_SCHEMA)
-                elif not project.windowed:  # the first run read the whole list just now
-                    st.setdefault("recheck_at", format_ms(client.server_time()))
+        def read(project: _Project, st: Dict[str, Any]) -> Iterator[pa.Table]:
+            news = touched.get(project.id)
+            rechecking = st.get("loaded") and not project.windowed
+            yield from _changed_by_event(
+                client, project, st, "persons", news.persons if news else None, concurrency,
+                PERSON_SCHEMA, {}, news)
+            if rechecking and news is not None:
+                yield from _recheck(client, project, st, "persons", recheck_rows,
+                                    PERSON_SCHEMA, news)
+            elif not project.windowed:  # the first run read the whole list just now
+                st.setdefault("recheck_at", format_ms(client.server_time()))
+        yield from scan.each(projects, "projects", read)
 
-    @table("event_definitions", EVENT_DEFINITION_SCHEMA, ("project_id", "name"))
-    def event_definitions() -> Iterator[pa.Table]:
-        for project, _ in each_project():
-            with project.guard():
-                yield from _definitions(client, project, "event_definitions", "name",
-                                        EVENT_DEFINITION_SCHEMA)
+    def definitions(kind: str, key: str, schema: pa.Schema,
+                    params: Optional[Dict[str, Any]] = None) -> Any:
+        @table(kind, schema, ("project_id", key))
+        def read_all() -> Iterator[pa.Table]:
+            yield from scan.each(projects, "projects", lambda project, _: _definitions(
+                client, project, kind, key, schema, params))
+        return read_all
 
-    @table("property_definitions", PROPERTY_DEFINITION_SCHEMA, ("project_id", "key"))
-    def property_definitions() -> Iterator[pa.Table]:
-        for project, _ in each_project():
-            with project.guard():
-                yield from _definitions(client, project, "property_definitions", "key",
-                                        PROPERTY_DEFINITION_SCHEMA)
-
-    @table("action_definitions", ACTION_DEFINITION_SCHEMA, ("project_id", "id"))
-    def action_definitions() -> Iterator[pa.Table]:
-        for project, _ in each_project():
-            with project.guard():
-                yield from _definitions(client, project, "action_definitions", "id",
-                                        ACTION_DEFINITION_SCHEMA, {"include_archived": "true"})
-
-    return [events, sessions, persons, event_definitions, property_definitions,
-            action_definitions]
-
-
-def _plan_events(project: _Project, st: Dict[str, Any], start: datetime,
-                 bounds: Optional[List[datetime]]) -> _EventScan:
-    """Which events of a project this run reads: a backfill window, or everything since the
-    previous run's start less the 48-hour visibility delay (since `start_date` at first)."""
-    project.sessions, project.persons = set(), set()
-    if bounds:
-        project.windowed = True
-        lo, hi = bounds[0], bounds[1]
-    else:
-        since, lo, hi = st.get("checked_at"), start, None
-        if since is not None:
-            project.since = parse_ts(since)
-            lookback = timedelta(hours=MAX_DELAY_HOURS, seconds=CLOCK_MARGIN_SECONDS)
-            lo = max(start, project.since - lookback)
-    until = f" AND timestamp < {sql_timestamp(hi)}" if hi else ""
-    known = loaded_ids("events", f"project_id = {sql_literal(project.id)} AND "
-                                 f"timestamp >= {sql_timestamp(lo)}{until}")
-    return _EventScan(project, lo, hi, known)
+    return [events, sessions, persons,
+            definitions("event_definitions", "name", EVENT_DEFINITION_SCHEMA),
+            definitions("property_definitions", "key", PROPERTY_DEFINITION_SCHEMA),
+            definitions("action_definitions", "id", ACTION_DEFINITION_SCHEMA,
+                        {"include_archived": "true"})]
 
 
 def _event_table(events: Records, project_id: str) -> pa.Table:
@@ -309,17 +267,19 @@ def _text_column(values: List[Any]) -> pa.Array:
 
 def _changed_by_event(client: ApiClient, project: _Project, st: Dict[str, Any], kind: str,
                       due: Optional[Set[str]], concurrency: int, schema: pa.Schema,
-                      list_params: Dict[str, Any], known: Optional[Dict[str, Any]] = None
-                      ) -> Iterator[pa.Table]:
+                      list_params: Dict[str, Any], news: Optional[_Touched],
+                      known: Optional[Known] = None) -> Iterator[pa.Table]:
     """Sessions or persons touched by this run's new events (all of them on a first run),
-    and any other `due` ones; a record due with no new event (its loaded row in `known`,
-    by id) is written only when it differs from that row.
+    and any other `due` ones; a record due with no new event (its loaded row in `known`)
+    is written only when it differs from that row. `news` is what `events` handed over
+    (None: `events` did not run, so nothing is known to be due).
 
     Few: read each by id. Many: page the list and keep the due ones (sessions from a day
     before the earliest new event; a session that started earlier is then read by id). A
     record listed twice (moved during paging) is kept twice; the runner keeps the later.
     """
     key = "id" if kind == "sessions" else "distinct_id"
+    known = known or Known(None)
     first_run = not st.get("loaded") and not project.windowed
     if not first_run and due is None:  # `events` not selected: nothing is known to be due
         return
@@ -327,7 +287,7 @@ def _changed_by_event(client: ApiClient, project: _Project, st: Dict[str, Any], 
         params = dict(list_params)
         # sessions due for an event started a day before it at most; those maybe open
         # when last read ended after `since` less the timeout
-        times = [t for t in (project.oldest_new, project.since) if t is not None]
+        times = [t for t in (news.oldest_new, news.since) if t is not None] if news else []
         if not first_run and kind == "sessions" and times:
             params["date_from"] = format_ms(min(times) - timedelta(
                 hours=SESSION_SPAN_HOURS, minutes=SESSION_TIMEOUT_MINUTES))
@@ -335,36 +295,35 @@ def _changed_by_event(client: ApiClient, project: _Project, st: Dict[str, Any], 
         for page in NextCursorPaginator(client, f"{project.path}/{kind}", params).pages():
             rows = [r for r in page if first_run or r[key] in wanted]
             listed.update(r[key] for r in rows)
-            changed = _changed(_table(rows, project.id, schema), known) if rows else None
+            changed = known.changed(_table(rows, project.id, schema))
             if changed is not None:
                 yield changed
         due = set() if first_run else wanted - listed  # started before the listed window
     paths = [f"{project.path}/{kind}/{segment(i)}" for i in sorted(due or ())]
     rows = [body for _, body in fetch_each(client, paths, concurrency) if body is not None]
-    changed = _changed(_table(rows, project.id, schema), known) if rows else None
+    changed = known.changed(_table(rows, project.id, schema))
     if changed is not None:
         yield changed
     st["loaded"] = True
 
 
-def _maybe_open(project: _Project) -> Dict[str, Any]:
-    """Loaded sessions (rows by id) that may have been open (inside their inactivity timeout) when a
+def _maybe_open(project: _Project, news: Optional[_Touched]) -> Known:
+    """Loaded sessions that may have been open (inside their inactivity timeout) when a
     run last read them: they can still change with no new event, when the timeout passes.
 
-    Every earlier read happened after `project.since` (a response before them), so a
+    Every earlier read happened after `news.since` (a response before them), so a
     session read open then ends after `since` less the timeout; once a run reads it after
     its timeout has passed, its end is older than that run's `since` and it drops out.
     """
-    if project.since is None or project.windowed:
-        return {}
-    horizon = project.since - timedelta(minutes=SESSION_TIMEOUT_MINUTES,
-                                        seconds=CLOCK_MARGIN_SECONDS)
-    return _loaded_rows("sessions", SESSION_SCHEMA, project,
-                        f"end_time >= {sql_timestamp(horizon)}")
+    if news is None or news.since is None or project.windowed:
+        return Known(None)
+    horizon = news.since - timedelta(minutes=SESSION_TIMEOUT_MINUTES,
+                                     seconds=CLOCK_MARGIN_SECONDS)
+    return _loaded("sessions", SESSION_SCHEMA, project, f"end_time >= {sql_timestamp(horizon)}")
 
 
 def _recheck(client: ApiClient, project: _Project, st: Dict[str, Any], kind: str,
-             rows: int, schema: pa.Schema) -> Iterator[pa.Table]:
+             rows: int, schema: pa.Schema, news: _Touched) -> Iterator[pa.Table]:
     """The rolling slice: `rows` records of the list from where the last slice ended
     (going on at the top when the list ends, so a slice as long as the list re-reads all
     of it), written when they differ from the warehouse.
@@ -393,12 +352,12 @@ def _recheck(client: ApiClient, project: _Project, st: Dict[str, Any], kind: str
     if listed:
         table = _table(listed, project.id, schema)  # a stretch of the list by `created_at`
         lo, hi = pc.min_max(table["created_at"]).values()
-        changed = _changed(table, _loaded_rows(
-            kind, schema, project, f"created_at BETWEEN {sql_timestamp(lo.as_py())} AND "
-                                   f"{sql_timestamp(hi.as_py())}"))
+        changed = _loaded(kind, schema, project,
+                          f"created_at BETWEEN {sql_timestamp(lo.as_py())} AND "
+                          f"{sql_timestamp(hi.as_py())}").changed(table)
     if changed is not None:
         yield changed
-    wrote = changed is not None or bool(project.persons) or bool(project.sessions)
+    wrote = changed is not None or bool(news.persons) or bool(news.sessions)
     if checkpoint.advance(st, "recheck_at", format_ms(now), wrote):
         st["recheck_cursor"] = after
 
@@ -419,50 +378,37 @@ def _read_slice(client: ApiClient, path: str, limit: int, start: Optional[str], 
     return paginator.next_cursor, budget
 
 
-def _loaded_rows(kind: str, schema: pa.Schema, project: _Project,
-                 where: str) -> Dict[str, Any]:
-    """Rows of `kind` of the project matching `where` (SQL) in the warehouse, by id."""
-    loaded = read_loaded(kind, schema.names, f"project_id = {sql_literal(project.id)} AND "
-                                             f"{where}")
-    return {r["id"]: r for r in loaded.to_pylist()} if loaded is not None else {}
-
-
-def _changed(table: pa.Table, known: Optional[Dict[str, Any]]) -> Optional[pa.Table]:
-    """`table` without the rows `known` (loaded rows by id) holds as they are; None if
-    nothing is left."""
-    if not known:
-        return table
-    keep = [known.get(r["id"]) != r for r in table.to_pylist()]
-    if all(keep):
-        return table
-    return table.filter(pa.array(keep)) if any(keep) else None
+def _loaded(kind: str, schema: pa.Schema, project: _Project, where: str) -> Known:
+    """Rows of `kind` of the project matching `where` (SQL) in the warehouse."""
+    return Known.read(kind, schema.names, f"project_id = {sql_literal(project.id)} AND {where}")
 
 
 def _definitions(client: ApiClient, project: _Project, kind: str, key: str,
                  schema: pa.Schema, params: Optional[Dict[str, Any]] = None
                  ) -> Iterator[pa.Table]:
-    """The whole (small) list; emits rows whose content changed, and marks vanished ones."""
+    """The whole (small) list; emits rows whose content changed, and marks vanished ones.
+
+    A row's content is a hash of its record, kept in `content_hash`, so a change in any of
+    the API's fields is seen, listed as a column or not.
+    """
     listed: Records = []
     for page in NextCursorPaginator(client, f"{project.path}/{kind}", params).pages():
         listed.extend(page)
     now = client.server_time()
-    loaded = read_loaded(kind, schema.names, f"project_id = {sql_literal(project.id)}")
-    before = {r[key]: r for r in (loaded.to_pylist() if loaded is not None else [])}
-    rows = []
-    for record in listed:
-        digest = hashlib.sha1(orjson.dumps(record, option=orjson.OPT_SORT_KEYS)).hexdigest()
-        old = before.get(record[key])
-        if old is None or old["content_hash"] != digest or old.get("deleted_at") is not None:
-            rows.append(dict(record, content_hash=digest))
-    table = _table(rows, project.id, schema) if rows else None
-    if "deleted_at" in schema.names:
-        gone = [dict(r, deleted_at=now) for k, r in before.items()
-                if r["deleted_at"] is None and k not in {rec[key] for rec in listed}]
-        if gone:
-            table = pa.concat_tables(
-                ([table] if table is not None else []) + [pa.Table.from_pylist(gone, schema)])
-    if table is not None:
-        yield table
+    deletable = "deleted_at" in schema.names
+    known = Known.read(kind, schema.names, f"project_id = {sql_literal(project.id)}", key,
+                       compare=["content_hash"] + (["deleted_at"] if deletable else []))
+    rows = [dict(r, content_hash=hashlib.sha1(orjson.dumps(
+        r, option=orjson.OPT_SORT_KEYS)).hexdigest()) for r in listed]
+    tables = [known.changed(_table(rows, project.id, schema))]
+    gone = known.missing(r[key] for r in listed) if deletable else None
+    if gone is not None:
+        gone = gone.filter(pc.is_null(gone["deleted_at"]))
+        tables.append(mark_deleted(gone.select(schema.names).cast(schema), now)
+                      if gone.num_rows else None)
+    found = [t for t in tables if t is not None]
+    if found:
+        yield pa.concat_tables(found)
 
 
 def _table(records: Records, project_id: str, schema: pa.Schema) -> pa.Table:

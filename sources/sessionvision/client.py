@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, Iterator, List, Optional
+from typing import Any, Dict, List, Optional, Tuple
 
 from sources.http import ApiClient, BearerAuth, HttpConfig, PaginationError
 from sources.paging import Paginator
@@ -20,7 +20,7 @@ def make_client(base_url: str, api_token: str, http: HttpConfig) -> ApiClient:
                      error_message=_error_message)
 
 
-class NextCursorPaginator(Paginator):
+class NextCursorPaginator(Paginator[List[Dict[str, Any]]]):
     """Pages a keyset list with `cursor=<meta.next_cursor>` until `has_more` is false.
 
     The other parameters are sent unchanged on every page (the API refuses a cursor with
@@ -33,29 +33,26 @@ class NextCursorPaginator(Paginator):
 
     def __init__(self, client: ApiClient, path: str,
                  params: Optional[Dict[str, Any]] = None, start: Optional[str] = None) -> None:
-        super().__init__(client.source, f"GET {path}", client.config.max_pages)
-        self.client, self.path = client, path
-        self.params = {"limit": MAX_PAGE_SIZE, **(params or {})}
-        self.start = self.next_cursor = start
+        super().__init__(client, path, {"limit": MAX_PAGE_SIZE, **(params or {}),
+                                        **({"cursor": start} if start else {})})
+        self.next_cursor = start
 
-    def pages(self) -> Iterator[List[Dict[str, Any]]]:
-        cursor = self.start
-        while True:
-            params = dict(self.params, **({"cursor": cursor} if cursor else {}))
-            body = self.client.get_json(self.path, params=params)
-            try:
-                data, meta = body["data"], body["meta"]
-                more, cursor = bool(meta["has_more"]), meta.get("next_cursor")
-            except (KeyError, TypeError):
-                raise PaginationError(f"{self.source}: GET {self.path} page without "
-                                      "`data` and `meta`") from None
-            if not isinstance(data, list):
-                raise PaginationError(f"{self.source}: GET {self.path} `data` is not a list")
-            self.next_cursor = cursor if more else None
-            yield data
-            if not more:
-                return
-            if not cursor:
-                raise PaginationError(f"{self.source}: GET {self.path} says has_more "
-                                      "but gives no next_cursor")
-            self.advance(cursor)
+    def items(self, body: Any) -> List[Any]:
+        try:
+            data, meta = body["data"], body["meta"]
+            bool(meta["has_more"]), meta.get("next_cursor")
+        except (KeyError, TypeError, AttributeError):
+            raise PaginationError(f"{self.source}: GET {self.path} page without "
+                                  "`data` and `meta`") from None
+        if not isinstance(data, list):
+            raise PaginationError(f"{self.source}: GET {self.path} `data` is not a list")
+        return data
+
+    def turn(self, items: List[Any], body: Dict[str, Any], params: Dict[str, Any]
+             ) -> Tuple[List[Dict[str, Any]], Optional[Dict[str, Any]]]:
+        more, cursor = bool(body["meta"]["has_more"]), body["meta"].get("next_cursor")
+        if more and not cursor:
+            raise PaginationError(f"{self.source}: GET {self.path} says has_more "
+                                  "but gives no next_cursor")
+        self.next_cursor = cursor if more else None
+        return items, (dict(params, cursor=cursor) if more else None)

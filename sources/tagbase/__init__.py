@@ -12,7 +12,8 @@ happened. A run:
 3. records a 404 (another account's id, a deleted tag) as a row with `found = false`.
 
 Log positions live in dlt state and are committed with the rows they produced, so a crash
-re-reads the same lines, and merge on `id` keeps one row each.
+re-reads the same lines, and merge on `id` keeps one row each. `verifications` hands what it
+found (references, rejected lines) to the other resources (`sources.depends`).
 """
 
 from __future__ import annotations
@@ -26,9 +27,11 @@ import dlt
 import pyarrow as pa
 from dlt.sources import DltResource
 
+from sources.changes import Known
+from sources.depends import Handoff
 from sources.hints import MERGE
 from sources.http import ApiClient, HttpConfig, SyncError
-from sources.loaded import loaded_ids, read_loaded, sql_timestamp
+from sources.loaded import loaded_ids, sql_timestamp
 from sources.tagbase.client import SOURCE, fetch_by_id, make_client
 from sources.tagbase.log import new_chunks, parse_verification
 from sources.tagbase.settings import (
@@ -42,10 +45,12 @@ from sources.tagbase.settings import (
 
 log = logging.getLogger("sessionsync.tagbase")
 _OPEN = f"found AND fetched_at < inserted_at + INTERVAL '{SESSION_WINDOW_MINUTES} minutes'"
+_NOT_COMPARED = ("id", "fetched_at")  # a re-read row that differs only in these is not written
+_COMPARED = [c for c in SESSION_SCHEMA.names if c not in _NOT_COMPARED]
 
 
 @dataclass
-class _Run:
+class _Found:
     """What this run's log reading found, for the resources that follow it."""
 
     sessions: Set[str] = field(default_factory=set)
@@ -74,12 +79,13 @@ def tagbase_source(
     if not verification_log_url:
         raise SyncError(f"{SOURCE}: setting verification_log_url is empty")
     client = make_client(base_url, api_key, http)
-    run = _Run()
+    found: Handoff[_Found] = Handoff(SOURCE, "verifications")
 
     @dlt.resource(primary_key="id", write_disposition=MERGE, columns=VERIFICATION_SCHEMA)
     def verifications() -> Iterator[pa.Table]:
         files: Dict[str, Dict[str, int]] = dlt.current.resource_state().setdefault("files", {})
         seen: Set[str] = set()
+        run = _Found()
         for chunk in new_chunks(verification_log_url, files):
             if chunk.reset:
                 log.warning("%s: log file %s shrank; read again from its start",
@@ -100,18 +106,21 @@ def tagbase_source(
             if rows:
                 yield pa.Table.from_pylist(rows, VERIFICATION_SCHEMA)
             files[chunk.file] = chunk.position()
+        found.publish(run)
 
     @dlt.resource(primary_key=("file", "line"), write_disposition=MERGE, columns=REJECT_SCHEMA)
     def rejected_log_lines() -> Iterator[pa.Table]:
-        if run.rejects:
+        run = found.get()
+        if run is not None and run.rejects:
             now = datetime.now(UTC)
             yield pa.Table.from_pylist([dict(r, seen_at=now) for r in run.rejects],
                                        REJECT_SCHEMA)
 
     @dlt.resource(primary_key="id", write_disposition=MERGE, columns=SESSION_SCHEMA)
     def sessions() -> Iterator[pa.Table]:
-        still_open = _loaded_rows("sessions", SESSION_SCHEMA, _OPEN)
-        due = set(still_open)
+        still_open = Known.read("sessions", SESSION_SCHEMA.names, _OPEN, compare=_COMPARED)
+        due = set(still_open.keys())
+        run = found.get() or _Found()
         if run.sessions:
             assert run.oldest is not None
             since = run.oldest - timedelta(hours=REFERENCE_LOOKBACK_HOURS)
@@ -123,8 +132,10 @@ def tagbase_source(
 
     @dlt.resource(primary_key="id", write_disposition=MERGE, columns=TAG_SCHEMA)
     def tags() -> Iterator[pa.Table]:
-        unconfigured = _loaded_rows("tags", TAG_SCHEMA, "found AND status <> 'configured'")
-        due = set(unconfigured)
+        unconfigured = Known.read("tags", TAG_SCHEMA.names, "found AND status <> 'configured'",
+                                  compare=[c for c in TAG_SCHEMA.names if c not in _NOT_COMPARED])
+        due = set(unconfigured.keys())
+        run = found.get() or _Found()
         if run.tags:
             due |= run.tags - loaded_ids("tags", "NOT found OR status = 'configured'")
         yield from _fetch(client, "tags", due, concurrency, _tag_row, TAG_SCHEMA, unconfigured)
@@ -132,7 +143,7 @@ def tagbase_source(
     return [verifications, rejected_log_lines, sessions, tags]
 
 
-def _note_references(run: _Run, rows: List[Dict[str, Any]]) -> None:
+def _note_references(run: _Found, rows: List[Dict[str, Any]]) -> None:
     for row in rows:
         run.sessions.add(row["session_id"])
         run.tags.add(row["tag_id"])
@@ -140,37 +151,39 @@ def _note_references(run: _Run, rows: List[Dict[str, Any]]) -> None:
             run.oldest = row["inserted_at"]
 
 
-def _loaded_rows(kind: str, schema: pa.Schema, where: str) -> Dict[str, Dict[str, Any]]:
-    """Loaded rows matching `where`, by id: the re-reads of this run, to compare with."""
-    table = read_loaded(kind, schema.names, where)
-    return {r["id"]: r for r in table.to_pylist()} if table is not None else {}
-
-
 def _fetch(client: ApiClient, kind: str, ids: Set[str], concurrency: int, to_row: Any,
-           schema: pa.Schema, loaded: Dict[str, Dict[str, Any]],
-           batch: int = 5000) -> Iterator[pa.Table]:
+           schema: pa.Schema, loaded: Known, batch: int = 5000) -> Iterator[pa.Table]:
     """Read `ids` and yield their rows in batches, each stamped with the server's time.
 
-    A re-read row equal to its `loaded` row is left out (so a quiet run writes nothing),
-    unless this read settles a session: then its new `fetched_at` is what records that.
+    A re-read row equal to its `loaded` row (but for `fetched_at`) is left out, so a quiet
+    run writes nothing, unless this read settles a session: then its new `fetched_at` is
+    what records that.
     """
     rows: List[Dict[str, Any]] = []
+    settles: List[bool] = []
     fetched_at: Optional[datetime] = None
     settle = timedelta(minutes=SESSION_WINDOW_MINUTES)
+
+    def changed() -> Optional[pa.Table]:
+        table = loaded.changed(pa.Table.from_pylist(rows, schema), pa.array(settles))
+        rows.clear()
+        settles.clear()
+        return table
+
     for rid, data in fetch_by_id(client, kind, sorted(ids), concurrency):
         if fetched_at is None:  # the first read is done alone, before the others start
             fetched_at = client.server_time()
         row = dict(to_row(rid, data), id=rid, found=data is not None, fetched_at=fetched_at)
-        old = loaded.get(rid)
-        if old is not None and all(row[k] == old[k] for k in row if k != "fetched_at") and not (
-                kind == "sessions" and row["found"] and fetched_at >= row["inserted_at"] + settle):
-            continue
         rows.append(row)
+        settles.append(kind == "sessions" and row["found"]
+                       and fetched_at >= row["inserted_at"] + settle)
         if len(rows) >= batch:
-            yield pa.Table.from_pylist(rows, schema)
-            rows = []
-    if rows:
-        yield pa.Table.from_pylist(rows, schema)
+            table = changed()
+            if table is not None:
+                yield table
+    table = changed() if rows else None
+    if table is not None:
+        yield table
 
 
 def _session_row(rid: str, data: Optional[Dict[str, Any]]) -> Dict[str, Any]:

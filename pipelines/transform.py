@@ -118,7 +118,7 @@ def transform(destination: str = "duckdb", warehouse: Optional[str] = None,
                                        dbt_vars)
             if result.ok and isinstance(location, Path) and destination == "duckdb":
                 bi_copy.publish(location)  # BI tools read the marts in the copy
-            elif result.ok and isinstance(location, str):
+            elif result.ok and destination == "parquet" and isinstance(location, str):
                 publish_marts(location, bi_database(destination, location))
     except LockedError as exc:
         result = TransformResult(ok=False, error=f"transform: {exc}", locked=True)

@@ -23,7 +23,7 @@ Where the models live (one dbt project, its dialect differences in dbt/macros/po
 Locks: one transform at a time (the `transform` lock, on a shared warehouse in the warehouse
 too). It reads no table while a sync writes it: on DuckDB it holds the file like a sync does;
 elsewhere it holds every source's write lock (on Postgres the advisory locks, on object
-storage the lock objects) while it reads the source tables, so a sync that comes due meanwhile
+storage the lock objects) for the whole run, so a sync that comes due meanwhile
 is refused (exit 75) and runs at its next turn, and the transform is refused while a sync runs.
 Postgres commits each table's merge atomically, but a run writes its tables one after another
 and a replaced table is truncated before it is refilled; an incremental mart built from such a

@@ -215,13 +215,18 @@ def test_bi_marts_built_in_postgres_equal_the_sandbox_metrics(
 
 
 def test_a_failed_transform_exits_1_and_leaves_loaded_data_and_marts(
-        postgres: Any, mobilenext: MobileNextApi, tmp_path: Path) -> None:
-    """A row the models refuse fails a dbt test: exit 1 with one error line, the loaded
+        postgres: Any, mobilenext: MobileNextApi, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scheduled sync with `[schedules] transform = true` builds the marts in Postgres.
+    Then a row the models refuse fails a dbt test: exit 1 with one error line, the loaded
     table and the marts built before are as they were. A sync holding its lock on another
     host refuses the transform (75): it never reads a source while it is written."""
-    assert sync_source("mobilenext", "postgres").ok
-    first = cli("transform", "--destination", "postgres")
-    assert first.returncode == 0, first.stderr
+    from schedules.scheduler import run_scheduled
+
+    monkeypatch.setenv("SCHEDULES__TRANSFORM", "true")
+    run_scheduled("mobilenext", "postgres", None)
+    assert {(r["mode"], r["status"]) for r in run_log("postgres") if r["source"] == "dbt"} \
+        == {("scheduled", "ok")}
     postgres.execute("INSERT INTO mobilenext.sessions (id, organization, device__platform, "
                      "created_at, released_at) SELECT 'ses_x', 'org_acme', 'windows', now(), "
                      "now()", _database())
@@ -252,3 +257,21 @@ def test_a_failed_transform_exits_1_and_leaves_loaded_data_and_marts(
         holder.wait()
     assert refused.returncode == LOCKED_EXIT_CODE, refused.stderr
     assert f"pid {holder.pid}" in refused.stderr
+
+
+def test_dagster_bi_marts_asset_builds_the_marts_in_postgres(postgres: Any,
+                                                              mobilenext: MobileNextApi) -> None:
+    """Dagster's `bi/marts` asset exists on a shared warehouse and builds the marts there."""
+    import dagster as dg
+
+    from schedules.dagster_defs import build_definitions, source_assets
+
+    defs = build_definitions("postgres", scheduled=[])
+    marts = dg.AssetKey(["bi", "marts"])
+    assert dg.materialize([source_assets("mobilenext", "postgres", None)]).success
+    result = dg.materialize([defs.get_assets_def(marts)], selection=[marts])
+    assert result.success
+    built = [m.materialization.metadata for m in result.get_asset_materialization_events()]
+    rows = postgres.execute("SELECT count(*) FROM bi.device_minutes_daily", _database())[0][0]
+    assert built[0]["rows_device_minutes_daily"].value == rows > 0
+    assert {r["mode"] for r in run_log("postgres") if r["source"] == "dbt"} == {"dagster"}

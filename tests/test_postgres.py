@@ -192,7 +192,9 @@ def test_bi_marts_built_in_postgres_equal_the_sandbox_metrics(
         world: World, postgres: Any, tmp_path: Path) -> None:  # noqa: F811
     """`sync --transform` builds the marts in the database (dbt-postgres), where any BI tool
     reads them; late data and an incremental transform equal a rebuild; `report` reads them;
-    the password is in no output, file (dbt's logs and artifacts included) or table."""
+    the password is in no output, file (dbt's logs and artifacts included) or table. The
+    database's own time zone is UTC+14: the marts' days are UTC days all the same."""
+    postgres.execute(f"ALTER DATABASE \"{_database()}\" SET timezone TO 'Pacific/Kiritimati'")
     done = cli("sync", "--destination", "postgres", "--transform")
     assert done.returncode == 0, done.stderr
     assert "transform: ok" in done.stdout, done.stdout

@@ -17,6 +17,7 @@ import pytest
 from pipelines.backfill import backfill
 from pipelines.lock import LOCKED_EXIT_CODE
 from pipelines.run import sync_source
+from pipelines.transform import DBT_DIR
 from pipelines.warehouse import connect, resolve_location
 from sandbox.core import iso_ms, parse_iso_ms
 from sandbox.mobilenext import MobileNextApi
@@ -213,7 +214,7 @@ def test_bi_marts_built_in_postgres_equal_the_sandbox_metrics(
                           capture_output=True, timeout=60)
     assert dump.returncode == 0 and b"event_sales_daily" in dump.stdout
     assert_no_secret([postgres.password], [done.stdout, done.stderr, report.stdout,
-                                           report.stderr], [tmp_path], [dump.stdout])
+                                           report.stderr], [tmp_path, DBT_DIR], [dump.stdout])
 
 
 def test_a_failed_transform_exits_1_and_leaves_loaded_data_and_marts(

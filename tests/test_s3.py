@@ -22,7 +22,7 @@ from deltalake import DeltaTable, write_deltalake
 from pipelines.lock import LOCKED_EXIT_CODE, LockedError, object_lock
 from pipelines.remote import object_store
 from pipelines.run import sync_source
-from pipelines.transform import bi_database, transform
+from pipelines.transform import DBT_DIR, bi_database, transform
 from pipelines.warehouse import connect, resolve_location
 from sandbox.core import iso_ms, parse_iso_ms
 from sandbox.mobilenext import MobileNextApi
@@ -286,4 +286,4 @@ def test_bi_marts_published_to_the_bucket_equal_the_sandbox_metrics(
         for obj in listing.get("Contents", []):
             blobs.append(client.get_object(Bucket=s3.bucket, Key=obj["Key"])["Body"].read())
     assert_no_secret([s3.secret], [done.stdout, done.stderr, report.stdout, report.stderr],
-                     [tmp_path], blobs)
+                     [tmp_path, DBT_DIR], blobs)

@@ -1,6 +1,8 @@
 {# SQL that DuckDB and Postgres spell differently, so one set of models runs on both
    (`sessionsync transform` on the DuckDB file, a Delta folder or bucket, or Postgres).
-   Each macro dispatches on the adapter: `default__` is DuckDB's spelling. #}
+   `latest` is spelled the same on both; the others dispatch on the adapter, `default__`
+   being DuckDB's spelling. Elsewhere the models keep to what both accept: `GROUP BY 1, 2`
+   (not `GROUP BY ALL`), `INTERVAL '7 days'`, `CASE` for lookups, `date - date` for days. #}
 
 {# One row per `key` of `relation`: the first by `order_by` (QUALIFY is DuckDB's only). #}
 {% macro latest(relation, key, order_by, where=none) -%}

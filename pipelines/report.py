@@ -2,7 +2,10 @@
 
 The page is self-contained: plotly.js is inlined once (no CDN, no fonts or images fetched),
 so it renders offline, from a mail attachment or a file share. Charts read the marts that
-`sessionsync transform` built (schema `bi`); a mart not built yet shows as "no data yet".
+`sessionsync transform` built (schema `bi`), where BI tools read them: the DuckDB file, or on a
+shared warehouse the Postgres database or the Delta tables in the bucket (through DuckDB's
+postgres and delta readers, so the charts' SQL is the same everywhere); a mart not built yet
+shows as "no data yet".
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ import duckdb
 import plotly.graph_objects as go
 from plotly.offline import get_plotlyjs
 
-from pipelines import sharing
-from pipelines.transform import MARTS, bi_database, local_warehouse
+from pipelines import settings, sharing
+from pipelines.transform import MARTS, bi_database, marts_location
+from pipelines.warehouse import connect, resolve_location
 from sources.errors import SyncError
 
 Rows = List[Tuple[Any, ...]]
@@ -25,18 +29,21 @@ Rows = List[Tuple[Any, ...]]
 
 def write_report(destination: str = "duckdb", warehouse: Optional[str] = None,
                  output: Optional[str] = None) -> Path:
-    """Write the report and return its path (default: `report.html` beside the marts)."""
-    location = local_warehouse(destination, warehouse)
-    database = bi_database(destination, location)
-    if not database.exists():
+    """Write the report and return its path (default: `report.html` beside the marts' DuckDB
+    file; for a shared warehouse, in the current folder or `SESSIONSYNC_HOME`)."""
+    location = resolve_location(destination, warehouse)
+    database = None if isinstance(location, str) else bi_database(destination, location)
+    if database is not None and not database.exists():
         raise SyncError(f"no marts at {database}; run `sessionsync transform` first")
-    path = Path(output) if output else database.parent / "report.html"
+    path = Path(output) if output else (
+        database.parent if database else settings.home()) / "report.html"
     with sharing.warehouse_access("report", destination, location, exclusive=False), \
-            duckdb.connect(str(database), read_only=True) as con:
+            (duckdb.connect(str(database), read_only=True) if database
+             else connect(destination, location)) as con:
         con.execute("SET TimeZone = 'UTC'")
         sections = [(key, title, _figure(con, build)) for key, title, build in CHARTS]
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(render(sections, database), encoding="utf-8")
+    path.write_text(render(sections, marts_location(destination, location)), encoding="utf-8")
     return path.absolute()
 
 
@@ -201,7 +208,7 @@ section h2 { font-size: 16px; margin: 6px 4px; } .empty { color: #888; padding: 
 """
 
 
-def render(sections: List[Tuple[str, str, Optional[go.Figure]]], database: Path) -> str:
+def render(sections: List[Tuple[str, str, Optional[go.Figure]]], database: Any) -> str:
     """The whole page: plotly.js inlined once, then one section per chart."""
     parts = []
     for key, title, fig in sections:

@@ -35,7 +35,7 @@ from pipelines.registry import SOURCES
 from pipelines.run import SyncResult, sync_source
 from pipelines.status import max_lag, status
 from pipelines.transform import TransformResult, transform
-from pipelines.warehouse import is_remote, resolve_location
+from pipelines.warehouse import resolve_location
 from sources.errors import SyncError
 
 log = logging.getLogger("sessionsync.dagster")
@@ -218,11 +218,10 @@ def build_definitions(destination: Optional[str] = None, warehouse: Optional[str
             schedules.append(dg.ScheduleDefinition(
                 name=f"sync_{source}_schedule", job=job, cron_schedule=cron_for(source),
                 execution_timezone="UTC", default_status=dg.DefaultScheduleStatus.RUNNING))
-    if not is_remote(resolve_location(destination, warehouse)):  # where the models run
-        marts = marts_asset(destination, warehouse)
-        assets.append(marts)
-        jobs.append(dg.define_asset_job("bi_transform", selection=dg.AssetSelection.assets(marts),
-                                        description="Rebuild the BI marts"))
+    marts = marts_asset(destination, warehouse)
+    assets.append(marts)
+    jobs.append(dg.define_asset_job("bi_transform", selection=dg.AssetSelection.assets(marts),
+                                    description="Rebuild the BI marts"))
     return dg.Definitions(assets=assets, asset_checks=checks, jobs=jobs, schedules=schedules)
 
 

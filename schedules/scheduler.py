@@ -78,13 +78,6 @@ def build_scheduler(sources: Sequence[str], destination: str = "duckdb",
     so runs missed while sessionsync was down coalesce into one when it resumes.
     """
     triggers = {source: trigger_for(source) for source in sources}
-    if settings.flag("schedules.transform"):  # refused now, not failed (and alerted) each run
-        from pipelines.transform import local_warehouse
-
-        try:
-            local_warehouse(destination, warehouse)
-        except SyncError as exc:
-            raise SyncError(f"{exc}; unset {settings.env_name('schedules.transform')}") from None
     store = settings.path("schedules.jobstore")
     store.parent.mkdir(parents=True, exist_ok=True)
     grace = int(settings.number("schedules.misfire_grace_seconds"))

@@ -14,9 +14,12 @@ from contextlib import contextmanager
 from datetime import datetime
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Dict, Iterator, List, Tuple
+from typing import TYPE_CHECKING, Any, Callable, ContextManager, Dict, Iterator, List, Tuple
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.bi import World
 
 from pipelines.warehouse import connect, resolve_location
 from sandbox.core import Served, iso_ms, parse_iso_ms
@@ -489,3 +492,21 @@ class Receiver:
     def close(self) -> None:
         self.server.shutdown()
         self.server.server_close()
+
+
+@pytest.fixture
+def world(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[World]:
+    """The four small BI sandboxes (tests/bi.py) served, and the CLI pointed at them."""
+    from sandbox.serve import demo_env
+    from tests.bi import World  # tests.bi imports this module
+
+    w = World(tmp_path)
+    servers = {name: Served(api).start() for name, api in w.apis().items()}
+    try:
+        env = demo_env({name: s.url for name, s in servers.items()})
+        env["SOURCES__TAGBASE__VERIFICATION_LOG_URL"] = str(w.tagbase.log_dir)
+        isolate(monkeypatch, tmp_path, env)
+        yield w
+    finally:
+        for server in servers.values():
+            server.stop()

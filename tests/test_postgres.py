@@ -17,11 +17,19 @@ import pytest
 from pipelines.backfill import backfill
 from pipelines.lock import LOCKED_EXIT_CODE
 from pipelines.run import sync_source
+from pipelines.transform import DBT_DIR
 from pipelines.warehouse import connect, resolve_location
 from sandbox.core import iso_ms, parse_iso_ms
 from sandbox.mobilenext import MobileNextApi
 from sandbox.serve import START
 from sandbox.sessionvision import PROJECTS, SessionVisionApi
+from tests.bi import (
+    World,
+    assert_marts_equal_truth,
+    assert_report_has_every_chart,
+    late_data_then_incremental_equals_rebuild,
+    query,
+)
 from tests.conftest import assert_equals_truth, sessionvision_truth
 from tests.warehouses import (
     ROOT,
@@ -169,3 +177,99 @@ def test_a_load_that_carries_a_record_twice_keeps_one_row(
     second = sync_source("mobilenext", "postgres")
     assert second.ok, second.error
     assert_equals_truth(mobilenext, "postgres")  # asserts every id once
+
+
+def _database() -> str:
+    return os.environ["DESTINATION__POSTGRES__CREDENTIALS"].rsplit("/", 1)[1]
+
+
+@pytest.mark.slow
+def test_bi_marts_built_in_postgres_equal_the_sandbox_metrics(
+        world: World, postgres: Any, tmp_path: Path) -> None:
+    """`sync --transform` builds the marts in the database (dbt-postgres), where any BI tool
+    reads them; late data and an incremental transform equal a rebuild; `report` reads them;
+    the password is in no output, file (dbt's logs and artifacts included) or table. The
+    database's own time zone is UTC+14: the marts' days are UTC days all the same."""
+    postgres.execute(f"ALTER DATABASE \"{_database()}\" SET timezone TO 'Pacific/Kiritimati'")
+    done = cli("sync", "--destination", "postgres", "--transform")
+    assert done.returncode == 0, done.stderr
+    assert "transform: ok" in done.stdout, done.stdout
+    assert f"marts in {resolve_location('postgres', None)}" in done.stdout
+    direct = postgres.execute("SELECT count(*) FROM bi.active_users_daily", _database())
+    assert direct[0][0] == len(query("postgres", "SELECT * FROM bi.active_users_daily")) > 0
+    assert_marts_equal_truth(world, "postgres")
+    late_data_then_incremental_equals_rebuild(world, "postgres")
+
+    page = tmp_path / "report.html"
+    report = cli("report", "--destination", "postgres", "--output", str(page))
+    assert report.returncode == 0, report.stderr
+    assert_report_has_every_chart(page)
+    dump = subprocess.run([str(_pg_bin("pg_dump")), "--data-only",
+                           os.environ["DESTINATION__POSTGRES__CREDENTIALS"]],
+                          capture_output=True, timeout=60)
+    assert dump.returncode == 0 and b"event_sales_daily" in dump.stdout
+    assert_no_secret([postgres.password], [done.stdout, done.stderr, report.stdout,
+                                           report.stderr], [tmp_path, DBT_DIR], [dump.stdout])
+
+
+def test_a_failed_transform_exits_1_and_leaves_loaded_data_and_marts(
+        postgres: Any, mobilenext: MobileNextApi, tmp_path: Path,
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """A scheduled sync with `[schedules] transform = true` builds the marts in Postgres.
+    Then a row the models refuse fails a dbt test: exit 1 with one error line, the loaded
+    table and the marts built before are as they were. A sync holding its lock on another
+    host refuses the transform (75): it never reads a source while it is written."""
+    from schedules.scheduler import run_scheduled
+
+    monkeypatch.setenv("SCHEDULES__TRANSFORM", "true")
+    run_scheduled("mobilenext", "postgres", None)
+    assert {(r["mode"], r["status"]) for r in run_log("postgres") if r["source"] == "dbt"} \
+        == {("scheduled", "ok")}
+    postgres.execute("INSERT INTO mobilenext.sessions (id, organization, device__platform, "
+                     "created_at, released_at) SELECT 'ses_x', 'org_acme', 'windows', now(), "
+                     "now()", _database())
+    loaded = postgres.execute("SELECT * FROM mobilenext.sessions ORDER BY id", _database())
+    marts = postgres.execute("SELECT * FROM bi.device_minutes_daily ORDER BY 1, 2, 3",
+                             _database())
+    assert marts
+
+    failed = cli("transform", "--destination", "postgres")
+    assert failed.returncode == 1
+    errors = [line for line in failed.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, failed.stderr
+    assert errors[0].startswith("error: transform: test accepted_values_stg_mobilenext__"
+                                "sessions_platform"), errors
+    assert "model device_minutes_daily skipped" in errors[0]
+    assert postgres.execute("SELECT * FROM mobilenext.sessions ORDER BY id",
+                            _database()) == loaded
+    assert postgres.execute("SELECT * FROM bi.device_minutes_daily ORDER BY 1, 2, 3",
+                            _database()) == marts
+    assert ("device_minutes_daily", "failed") in {
+        (r["resource"], r["status"]) for r in run_log("postgres") if r["source"] == "dbt"}
+
+    holder = hold_lock_elsewhere("postgres", tmp_path / "host2")
+    try:
+        refused = cli("transform", "--destination", "postgres")
+    finally:
+        holder.kill()
+        holder.wait()
+    assert refused.returncode == LOCKED_EXIT_CODE, refused.stderr
+    assert f"pid {holder.pid}" in refused.stderr
+
+
+def test_dagster_bi_marts_asset_builds_the_marts_in_postgres(postgres: Any,
+                                                              mobilenext: MobileNextApi) -> None:
+    """Dagster's `bi/marts` asset exists on a shared warehouse and builds the marts there."""
+    import dagster as dg
+
+    from schedules.dagster_defs import build_definitions, source_assets
+
+    defs = build_definitions("postgres", scheduled=[])
+    marts = dg.AssetKey(["bi", "marts"])
+    assert dg.materialize([source_assets("mobilenext", "postgres", None)]).success
+    result = dg.materialize([defs.get_assets_def(marts)], selection=[marts])
+    assert result.success
+    built = [m.materialization.metadata for m in result.get_asset_materialization_events()]
+    rows = postgres.execute("SELECT count(*) FROM bi.device_minutes_daily", _database())[0][0]
+    assert built[0]["rows_device_minutes_daily"].value == rows > 0
+    assert {r["mode"] for r in run_log("postgres") if r["source"] == "dbt"} == {"dagster"}

@@ -22,11 +22,19 @@ from deltalake import DeltaTable, write_deltalake
 from pipelines.lock import LOCKED_EXIT_CODE, LockedError, object_lock
 from pipelines.remote import object_store
 from pipelines.run import sync_source
+from pipelines.transform import DBT_DIR, bi_database, transform
 from pipelines.warehouse import connect, resolve_location
 from sandbox.core import iso_ms, parse_iso_ms
 from sandbox.mobilenext import MobileNextApi
 from sandbox.serve import START
 from sandbox.sessionvision import PROJECTS, SessionVisionApi
+from tests.bi import (
+    World,
+    assert_marts_equal_truth,
+    assert_report_has_every_chart,
+    late_data_then_incremental_equals_rebuild,
+    snapshot,
+)
 from tests.conftest import assert_equals_truth
 from tests.warehouses import (
     ROOT,
@@ -240,3 +248,38 @@ def test_keys_never_in_output_logs_or_the_warehouse(mobilenext: MobileNextApi, s
     assert_no_secret([s3.secret, wrong],
                      [good.stdout, good.stderr, state.stdout, state.stderr, bad.stdout,
                       bad.stderr], [tmp_path], blobs)
+
+
+@pytest.mark.slow
+def test_bi_marts_published_to_the_bucket_equal_the_sandbox_metrics(
+        world: World, s3: Any, tmp_path: Path) -> None:
+    """`sync --transform` publishes the marts as Delta tables `<warehouse>/bi/<mart>`, read
+    back here over S3 as a BI tool on another host would; late data's incremental transform
+    equals a rebuild; a host without the local build gets the same marts; `report` reads the
+    bucket; the secret key is in no output, file (dbt's included) or object."""
+    done = cli("sync", "--destination", "parquet", "--transform")
+    assert done.returncode == 0, done.stderr
+    assert f"marts in {warehouse()}/bi " in done.stdout, done.stdout
+    _, options = object_store(warehouse())
+    published = DeltaTable(f"{warehouse()}/bi/event_sales_daily", storage_options=options)
+    assert published.to_pyarrow_table().num_rows > 0
+    assert_marts_equal_truth(world, "parquet")
+    late_data_then_incremental_equals_rebuild(world, "parquet")
+
+    marts = snapshot("parquet", ("active_users_daily", "event_sales_daily", "event_admissions"))
+    bi_database("parquet", warehouse()).unlink()  # as on a host that never transformed
+    again = transform("parquet")
+    assert again.ok, again.error
+    assert snapshot("parquet", tuple(marts)) == marts
+
+    page = tmp_path / "report.html"
+    report = cli("report", "--destination", "parquet", "--output", str(page))
+    assert report.returncode == 0, report.stderr
+    assert_report_has_every_chart(page)
+    client = s3.client()
+    blobs: List[bytes] = []
+    for listing in client.get_paginator("list_objects_v2").paginate(Bucket=s3.bucket):
+        for obj in listing.get("Contents", []):
+            blobs.append(client.get_object(Bucket=s3.bucket, Key=obj["Key"])["Body"].read())
+    assert_no_secret([s3.secret], [done.stdout, done.stderr, report.stdout, report.stderr],
+                     [tmp_path, DBT_DIR], blobs)

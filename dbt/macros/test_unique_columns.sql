@@ -2,6 +2,6 @@
 {% test unique_columns(model, columns) %}
 SELECT {{ columns | join(', ') }}, count(*) AS n
 FROM {{ model }}
-GROUP BY ALL
+GROUP BY {% for c in columns %}{{ loop.index }}{{ ', ' if not loop.last }}{% endfor %}
 HAVING count(*) > 1
 {% endtest %}

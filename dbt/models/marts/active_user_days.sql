@@ -13,4 +13,4 @@ FROM {{ ref('stg_sessionvision__events') }}
 WHERE occurred_at
       >= {{ lookback_start('day', "INTERVAL '" ~ var('events_lookback_hours') ~ " hours'") }}
 {% endif %}
-GROUP BY ALL
+GROUP BY 1, 2, 3

@@ -7,7 +7,7 @@
 WITH user_days AS (
     SELECT * FROM {{ ref('active_user_days') }}
     {% if is_incremental() %}
-    WHERE day >= {{ lookback_start('day', lookback) }} - INTERVAL 29 DAY
+    WHERE day >= {{ lookback_start('day', lookback) }} - INTERVAL '29 days'
     {% endif %}
 ),
 days AS (
@@ -20,9 +20,9 @@ SELECT
     d.project_id,
     d.day,
     count(DISTINCT u.distinct_id) FILTER (WHERE u.day = d.day) AS dau,
-    count(DISTINCT u.distinct_id) FILTER (WHERE u.day > d.day - INTERVAL 7 DAY) AS wau,
+    count(DISTINCT u.distinct_id) FILTER (WHERE u.day > d.day - INTERVAL '7 days') AS wau,
     count(DISTINCT u.distinct_id) AS mau
 FROM days AS d
 JOIN user_days AS u
-  ON u.project_id = d.project_id AND u.day > d.day - INTERVAL 30 DAY AND u.day <= d.day
-GROUP BY ALL
+  ON u.project_id = d.project_id AND u.day > d.day - INTERVAL '30 days' AND u.day <= d.day
+GROUP BY 1, 2

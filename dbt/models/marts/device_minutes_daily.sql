@@ -3,7 +3,8 @@
 -- created that day; peak concurrent devices is the most sessions held at one instant.
 -- Sessions still held are counted once released.
 WITH sessions AS (
-    SELECT * FROM {{ ref('stg_mobilenext__sessions') }} WHERE is_released
+    SELECT *, {{ seconds('released_at - created_at') }} / 60.0 AS hold_minutes
+    FROM {{ ref('stg_mobilenext__sessions') }} WHERE is_released
 ),
 pieces AS (
     SELECT
@@ -12,26 +13,24 @@ pieces AS (
         s.session_id,
         CAST(d.day_start AS DATE) AS day,
         greatest(s.created_at, d.day_start) AS piece_start,
-        least(s.released_at, d.day_start + INTERVAL 1 DAY) AS piece_end
+        least(s.released_at, d.day_start + INTERVAL '1 day') AS piece_end
     FROM sessions AS s,
-        LATERAL (SELECT unnest(generate_series(date_trunc('day', s.created_at),
-                                               date_trunc('day', s.released_at),
-                                               INTERVAL 1 DAY)) AS day_start) AS d
+        LATERAL (SELECT {{ each_day('s.created_at', 's.released_at') }} AS day_start) AS d
 ),
 minutes AS (
     SELECT organization_id, platform, day,
            count(DISTINCT session_id) AS sessions,
-           sum(epoch(piece_end - piece_start)) / 60.0 AS device_minutes
+           sum({{ seconds('piece_end - piece_start') }}) / 60.0 AS device_minutes
     FROM pieces
-    GROUP BY ALL
+    GROUP BY 1, 2, 3
 ),
 holds AS (
     SELECT organization_id, platform, CAST(created_at AS DATE) AS day,
            count(*) AS sessions_started,
-           quantile_cont(epoch(released_at - created_at) / 60.0, 0.5) AS p50_hold_minutes,
-           quantile_cont(epoch(released_at - created_at) / 60.0, 0.95) AS p95_hold_minutes
+           {{ quantile('hold_minutes', 0.5) }} AS p50_hold_minutes,
+           {{ quantile('hold_minutes', 0.95) }} AS p95_hold_minutes
     FROM sessions
-    GROUP BY ALL
+    GROUP BY 1, 2, 3
 ),
 steps AS (
     SELECT organization_id, platform, day, piece_start AS at_time, 1 AS delta FROM pieces
@@ -47,7 +46,7 @@ concurrent AS (
 peaks AS (
     SELECT organization_id, platform, day, max(held) AS peak_concurrent_devices
     FROM concurrent
-    GROUP BY ALL
+    GROUP BY 1, 2, 3
 )
 SELECT
     m.organization_id,
@@ -55,9 +54,9 @@ SELECT
     m.day,
     m.sessions,
     coalesce(h.sessions_started, 0) AS sessions_started,
-    round(m.device_minutes, 3) AS device_minutes,
-    round(h.p50_hold_minutes, 3) AS p50_hold_minutes,
-    round(h.p95_hold_minutes, 3) AS p95_hold_minutes,
+    {{ round_to('m.device_minutes', 3) }} AS device_minutes,
+    {{ round_to('h.p50_hold_minutes', 3) }} AS p50_hold_minutes,
+    {{ round_to('h.p95_hold_minutes', 3) }} AS p95_hold_minutes,
     p.peak_concurrent_devices
 FROM minutes AS m
 LEFT JOIN holds AS h USING (organization_id, platform, day)

@@ -20,7 +20,7 @@ SELECT
     coalesce(t.tickets_sold, 0) AS tickets_sold,
     coalesce(t.tickets_admitted, 0) AS tickets_admitted,
     coalesce(t.tickets_cancelled, 0) AS tickets_cancelled,
-    round(t.tickets_admitted / nullif(t.tickets_sold, 0), 4) AS admission_rate,
+    {{ ratio('t.tickets_admitted', 't.tickets_sold') }} AS admission_rate,
     CASE WHEN e.event_status = 'ENDED'
          THEN coalesce(t.tickets_sold, 0) - coalesce(t.tickets_admitted, 0) END AS no_shows
 FROM {{ ref('stg_session_services__events') }} AS e

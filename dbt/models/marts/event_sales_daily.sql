@@ -20,7 +20,7 @@ SELECT
     o.tenant_id,
     o.event_id,
     CAST(o.created_at AS DATE) AS day,
-    any_value(o.currency) AS currency,
+    min(o.currency) AS currency,
     count(*) AS orders,
     CAST(coalesce(sum(i.tickets), 0) AS BIGINT) AS tickets,
     CAST(sum(o.gross) AS BIGINT) AS gross,
@@ -29,4 +29,4 @@ SELECT
     CAST(sum(o.net) AS BIGINT) AS net
 FROM orders AS o
 LEFT JOIN items AS i USING (order_id)
-GROUP BY ALL
+GROUP BY 1, 2, 3

@@ -8,7 +8,7 @@ WITH events AS (
 ),
 step_1 AS (
     SELECT project_id, distinct_id, min(occurred_at) AS at
-    FROM events WHERE event_name = '{{ steps[0] }}' GROUP BY ALL
+    FROM events WHERE event_name = '{{ steps[0] }}' GROUP BY 1, 2
 )
 {% for s in steps[1:] %}
 , step_{{ loop.index + 1 }} AS (
@@ -16,14 +16,14 @@ step_1 AS (
     FROM events AS e
     JOIN step_{{ loop.index }} AS p USING (project_id, distinct_id)
     WHERE e.event_name = '{{ s }}' AND e.occurred_at >= p.at
-    GROUP BY ALL
+    GROUP BY 1, 2
 )
 {% endfor %}
 , counts AS (
 {% for s in steps %}
     SELECT project_id, {{ loop.index }} AS step_number, '{{ s }}' AS step_name,
            count(*) AS users
-    FROM step_{{ loop.index }} GROUP BY ALL
+    FROM step_{{ loop.index }} GROUP BY 1, 2, 3
     {{ "UNION ALL" if not loop.last }}
 {% endfor %}
 )
@@ -33,8 +33,8 @@ SELECT
     step_number,
     step_name,
     users,
-    round(users / lag(users) OVER (PARTITION BY project_id ORDER BY step_number), 4)
+    {{ ratio('users', 'lag(users) OVER (PARTITION BY project_id ORDER BY step_number)') }}
         AS conversion_from_previous,
-    round(users / first_value(users) OVER (PARTITION BY project_id ORDER BY step_number), 4)
+    {{ ratio('users', 'first_value(users) OVER (PARTITION BY project_id ORDER BY step_number)') }}
         AS conversion_from_first
 FROM counts

@@ -10,7 +10,7 @@ ok AS (
     SELECT source_name, resource_name,
            max(finished_at) AS last_success_at,
            max(high_water_mark_at) AS high_water_mark_at
-    FROM ranked WHERE run_status = 'ok' GROUP BY ALL
+    FROM ranked WHERE run_status = 'ok' GROUP BY 1, 2
 )
 SELECT
     r.source_name || '.' || r.resource_name AS resource_key,
@@ -21,8 +21,8 @@ SELECT
     r.error AS last_error,
     ok.last_success_at,
     ok.high_water_mark_at,
-    round(epoch(now() - ok.last_success_at) / 3600.0, 3) AS hours_since_success,
-    round(epoch(now() - ok.high_water_mark_at) / 3600.0, 3) AS lag_hours
+    {{ round_to(seconds('now() - ok.last_success_at') ~ ' / 3600.0', 3) }} AS hours_since_success,
+    {{ round_to(seconds('now() - ok.high_water_mark_at') ~ ' / 3600.0', 3) }} AS lag_hours
 FROM ranked AS r
 LEFT JOIN ok USING (source_name, resource_name)
 WHERE r.newest_first = 1

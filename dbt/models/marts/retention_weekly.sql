@@ -5,18 +5,18 @@ WITH weeks AS (
     FROM {{ ref('active_user_days') }}
 ),
 cohorts AS (
-    SELECT project_id, distinct_id, min(week) AS cohort_week FROM weeks GROUP BY ALL
+    SELECT project_id, distinct_id, min(week) AS cohort_week FROM weeks GROUP BY 1, 2
 ),
 sizes AS (
-    SELECT project_id, cohort_week, count(*) AS cohort_users FROM cohorts GROUP BY ALL
+    SELECT project_id, cohort_week, count(*) AS cohort_users FROM cohorts GROUP BY 1, 2
 )
 SELECT
     c.project_id,
     c.cohort_week,
-    CAST(datediff('week', c.cohort_week, w.week) AS INTEGER) AS weeks_since,
+    CAST((w.week - c.cohort_week) / 7 AS INTEGER) AS weeks_since,  -- both are Mondays
     s.cohort_users,
     count(*) AS active_users,
-    round(count(*) / s.cohort_users, 4) AS retention
+    {{ ratio('count(*)', 's.cohort_users') }} AS retention
 FROM cohorts AS c
 JOIN weeks AS w USING (project_id, distinct_id)
 JOIN sizes AS s USING (project_id, cohort_week)

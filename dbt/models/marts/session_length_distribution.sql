@@ -10,14 +10,23 @@ WITH buckets AS (
             WHEN duration_seconds < 600 THEN 5
             WHEN duration_seconds < 1800 THEN 6
             ELSE 7
-        END AS bucket
+        END AS bucket,
+        CASE
+            WHEN duration_seconds < 10 THEN '<10s'
+            WHEN duration_seconds < 30 THEN '10-30s'
+            WHEN duration_seconds < 60 THEN '30-60s'
+            WHEN duration_seconds < 180 THEN '1-3m'
+            WHEN duration_seconds < 600 THEN '3-10m'
+            WHEN duration_seconds < 1800 THEN '10-30m'
+            ELSE '30m+'
+        END AS length_bucket
     FROM {{ ref('stg_sessionvision__sessions') }}
 )
 SELECT
     project_id,
     bucket AS bucket_number,
-    ['<10s', '10-30s', '30-60s', '1-3m', '3-10m', '10-30m', '30m+'][bucket] AS length_bucket,
+    length_bucket,
     count(*) AS sessions,
-    round(count(*) / sum(count(*)) OVER (PARTITION BY project_id), 4) AS share
+    {{ ratio('count(*)', 'sum(count(*)) OVER (PARTITION BY project_id)') }} AS share
 FROM buckets
-GROUP BY project_id, bucket
+GROUP BY project_id, bucket, length_bucket

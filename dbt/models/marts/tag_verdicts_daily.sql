@@ -11,4 +11,4 @@ SELECT
     bool_or(t.tag_id IS NOT NULL) AS is_known_tag
 FROM {{ ref('stg_tagbase__verifications') }} AS v
 LEFT JOIN {{ ref('stg_tagbase__tags') }} AS t USING (tag_id)
-GROUP BY ALL
+GROUP BY 1, 2

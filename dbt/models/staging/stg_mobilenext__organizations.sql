@@ -4,5 +4,4 @@ SELECT
     type AS organization_type,
     role,
     CAST(created_at AS TIMESTAMPTZ) AS created_at
-FROM {{ source('mobilenext', 'organizations') }}
-QUALIFY row_number() OVER (PARTITION BY id ORDER BY created_at DESC) = 1
+FROM {{ latest(source('mobilenext', 'organizations'), 'id', 'created_at DESC NULLS LAST') }} AS src

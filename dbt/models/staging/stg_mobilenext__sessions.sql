@@ -11,6 +11,5 @@ SELECT
     CAST(created_at AS TIMESTAMPTZ) AS created_at,
     CAST(released_at AS TIMESTAMPTZ) AS released_at,
     released_at IS NOT NULL AS is_released
-FROM {{ source('mobilenext', 'sessions') }}
-WHERE deleted_at IS NULL
-QUALIFY row_number() OVER (PARTITION BY id ORDER BY released_at DESC NULLS LAST) = 1
+FROM {{ latest(source('mobilenext', 'sessions'), 'id', 'released_at DESC NULLS LAST',
+               where='deleted_at IS NULL') }} AS src

@@ -9,5 +9,5 @@ SELECT
     CAST(capacity AS BIGINT) AS capacity,
     CAST(created_at AS TIMESTAMPTZ) AS created_at,
     CAST(updated_at AS TIMESTAMPTZ) AS updated_at
-FROM {{ source('session_services', 'admissions') }}
-QUALIFY row_number() OVER (PARTITION BY id ORDER BY updated_at DESC) = 1
+FROM {{ latest(source('session_services', 'admissions'), 'id', 'updated_at DESC NULLS LAST') }}
+    AS src

@@ -18,5 +18,4 @@ SELECT
     CAST(updated_at AS TIMESTAMPTZ) AS updated_at,
     CAST(deleted_at AS TIMESTAMPTZ) AS deleted_at,
     deleted_at IS NOT NULL AS is_deleted
-FROM {{ source('session_services', 'events') }}
-QUALIFY row_number() OVER (PARTITION BY id ORDER BY updated_at DESC) = 1
+FROM {{ latest(source('session_services', 'events'), 'id', 'updated_at DESC NULLS LAST') }} AS src

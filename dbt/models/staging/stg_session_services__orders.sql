@@ -20,5 +20,4 @@ SELECT
     CAST(created_at AS TIMESTAMPTZ) AS created_at,
     CAST(updated_at AS TIMESTAMPTZ) AS updated_at,
     _dlt_id
-FROM {{ source('session_services', 'orders') }}
-QUALIFY row_number() OVER (PARTITION BY id ORDER BY updated_at DESC) = 1
+FROM {{ latest(source('session_services', 'orders'), 'id', 'updated_at DESC NULLS LAST') }} AS src

@@ -12,5 +12,4 @@ SELECT
     CAST(scanned_at AS TIMESTAMPTZ) AS scanned_at,
     CAST(created_at AS TIMESTAMPTZ) AS created_at,
     CAST(updated_at AS TIMESTAMPTZ) AS updated_at
-FROM {{ source('session_services', 'tickets') }}
-QUALIFY row_number() OVER (PARTITION BY id ORDER BY updated_at DESC) = 1
+FROM {{ latest(source('session_services', 'tickets'), 'id', 'updated_at DESC NULLS LAST') }} AS src

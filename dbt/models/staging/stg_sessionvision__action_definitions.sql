@@ -9,6 +9,5 @@ SELECT
     steps,
     CAST(created_at AS TIMESTAMPTZ) AS created_at,
     CAST(updated_at AS TIMESTAMPTZ) AS updated_at
-FROM {{ source('sessionvision', 'action_definitions') }}
-WHERE deleted_at IS NULL
-QUALIFY row_number() OVER (PARTITION BY project_id, id ORDER BY updated_at DESC) = 1
+FROM {{ latest(source('sessionvision', 'action_definitions'), 'project_id, id',
+               'updated_at DESC NULLS LAST', where='deleted_at IS NULL') }} AS src

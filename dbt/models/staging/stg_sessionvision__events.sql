@@ -12,5 +12,5 @@ SELECT
     country,
     referrer,
     properties
-FROM {{ source('sessionvision', 'events') }}
-QUALIFY row_number() OVER (PARTITION BY project_id, id ORDER BY "timestamp") = 1
+FROM {{ latest(source('sessionvision', 'events'), 'project_id, id', '"timestamp"') }}
+    AS src

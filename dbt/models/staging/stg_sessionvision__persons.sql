@@ -12,5 +12,5 @@ SELECT
     properties,
     CAST(created_at AS TIMESTAMPTZ) AS created_at,
     CAST(last_seen AS TIMESTAMPTZ) AS last_seen_at
-FROM {{ source('sessionvision', 'persons') }}
-QUALIFY row_number() OVER (PARTITION BY project_id, id ORDER BY last_seen DESC) = 1
+FROM {{ latest(source('sessionvision', 'persons'), 'project_id, id', 'last_seen DESC NULLS LAST') }}
+    AS src

@@ -4,5 +4,4 @@ SELECT
     key AS property_name,
     type AS property_type,
     example_values
-FROM {{ source('sessionvision', 'property_definitions') }}
-QUALIFY row_number() OVER (PARTITION BY project_id, key ORDER BY key) = 1
+FROM {{ latest(source('sessionvision', 'property_definitions'), 'project_id, key', 'key') }} AS src

@@ -14,5 +14,5 @@ SELECT
     country,
     device_type,
     browser
-FROM {{ source('sessionvision', 'sessions') }}
-QUALIFY row_number() OVER (PARTITION BY project_id, id ORDER BY end_time DESC) = 1
+FROM {{ latest(source('sessionvision', 'sessions'), 'project_id, id', 'end_time DESC NULLS LAST') }}
+    AS src

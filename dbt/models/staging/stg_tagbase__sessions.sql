@@ -4,6 +4,5 @@ SELECT
     tag_id,
     CAST(inserted_at AS TIMESTAMPTZ) AS created_at,
     CAST(fetched_at AS TIMESTAMPTZ) AS fetched_at
-FROM {{ source('tagbase', 'sessions') }}
-WHERE found
-QUALIFY row_number() OVER (PARTITION BY id ORDER BY fetched_at DESC) = 1
+FROM {{ latest(source('tagbase', 'sessions'), 'id', 'fetched_at DESC NULLS LAST',
+               where='found') }} AS src

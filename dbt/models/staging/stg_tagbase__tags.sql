@@ -9,6 +9,5 @@ SELECT
     CAST(configured_at AS TIMESTAMPTZ) AS configured_at,
     CAST(inserted_at AS TIMESTAMPTZ) AS created_at,
     CAST(fetched_at AS TIMESTAMPTZ) AS fetched_at
-FROM {{ source('tagbase', 'tags') }}
-WHERE found
-QUALIFY row_number() OVER (PARTITION BY id ORDER BY fetched_at DESC) = 1
+FROM {{ latest(source('tagbase', 'tags'), 'id', 'fetched_at DESC NULLS LAST',
+               where='found') }} AS src

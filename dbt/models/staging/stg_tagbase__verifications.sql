@@ -5,5 +5,4 @@ SELECT
     session_id,
     status AS verdict,
     CAST(inserted_at AS TIMESTAMPTZ) AS verified_at
-FROM {{ source('tagbase', 'verifications') }}
-QUALIFY row_number() OVER (PARTITION BY id ORDER BY inserted_at DESC) = 1
+FROM {{ latest(source('tagbase', 'verifications'), 'id', 'inserted_at DESC NULLS LAST') }} AS src

@@ -10,7 +10,8 @@ from concurrent.futures import ThreadPoolExecutor
 from contextvars import copy_context
 from typing import Any, Iterable, Iterator, Optional, Tuple
 
-from sources.http import ApiClient, ApiError
+from sources.errors import ApiError
+from sources.http import ApiClient
 
 
 def fetch_each(client: ApiClient, paths: Iterable[str],

@@ -23,7 +23,7 @@ from typing import Dict, Generic, Hashable, Optional, TypeVar
 
 import dlt
 
-from sources.http import SyncError
+from sources.errors import SyncError
 
 T = TypeVar("T")
 

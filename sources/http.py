@@ -24,9 +24,7 @@ from dlt.common.configuration import configspec
 from dlt.common.configuration.specs import BaseConfiguration
 
 from sources import runstats
-from sources.errors import ApiError as ApiError  # the errors live in sources.errors;
-from sources.errors import PaginationError as PaginationError  # re-exported here for
-from sources.errors import SyncError as SyncError  # the sources that import them here
+from sources.errors import ApiError, SyncError
 from sources.timeutil import parse_ts
 
 log = logging.getLogger("sessionsync.http")

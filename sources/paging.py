@@ -32,7 +32,8 @@ from typing import (
     TypeVar,
 )
 
-from sources.http import ApiClient, PaginationError
+from sources.errors import PaginationError
+from sources.http import ApiClient
 
 T = TypeVar("T")
 Params = Dict[str, Any]

@@ -36,7 +36,8 @@ import pyarrow as pa
 
 from sources import fanout, partitions
 from sources.batches import Batches
-from sources.http import PARTITION_STATUSES, ApiClient, ApiError
+from sources.errors import ApiError
+from sources.http import PARTITION_STATUSES, ApiClient
 
 T = TypeVar("T")
 P = TypeVar("P", bound="Partition")

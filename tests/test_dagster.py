@@ -19,7 +19,7 @@ from sandbox.core import parse_iso_ms
 from sandbox.mobilenext import MobileNextApi
 from sandbox.sessionvision import PROJECTS, SessionVisionApi
 from schedules.dagster_defs import RESOURCES, build_definitions, source_assets
-from sources.http import SyncError
+from sources.errors import SyncError
 from tests.conftest import (
     MEMBER_ORGS,
     as_api,

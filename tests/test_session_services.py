@@ -20,7 +20,8 @@ from sandbox.session_services import (
     SessionServicesApi,
     token_for,
 )
-from sources.http import ApiClient, ApiError, BearerAuth, HttpConfig
+from sources.errors import ApiError
+from sources.http import ApiClient, BearerAuth, HttpConfig
 from tests.conftest import SS_TABLES as TABLES
 from tests.conftest import assert_quiet_run, load_count, run_cli
 from tests.conftest import serve_session_services as _served

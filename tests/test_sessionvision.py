@@ -23,7 +23,8 @@ from sandbox.sessionvision import (
     Behaviour,
     SessionVisionApi,
 )
-from sources.http import ApiClient, ApiError, BearerAuth, HttpConfig
+from sources.errors import ApiError
+from sources.http import ApiClient, BearerAuth, HttpConfig
 from tests.conftest import assert_quiet_run, run_cli
 from tests.conftest import serve_sessionvision as serving
 from tests.conftest import sessionvision_rows as loaded

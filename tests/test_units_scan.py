@@ -20,7 +20,8 @@ import pytest
 from sources import partitions, scan
 from sources.changes import Known, mark_deleted
 from sources.depends import Handoff
-from sources.http import ApiClient, ApiError, BearerAuth, HttpConfig, PaginationError, SyncError
+from sources.errors import ApiError, PaginationError, SyncError
+from sources.http import ApiClient, BearerAuth, HttpConfig
 from sources.paging import Paginator
 from sources.session_services.client import AfterCursorPaginator
 from sources.sessionvision.client import NextCursorPaginator

@@ -19,8 +19,9 @@ from dlt.sources import DltResource
 
 from sources import partitions, scan
 from sources.changes import Known, mark_deleted
+from sources.errors import SyncError
 from sources.hints import MERGE
-from sources.http import ApiClient, HttpConfig, SyncError
+from sources.http import ApiClient, HttpConfig
 from sources.loaded import read_loaded, sql_literal, sql_timestamp
 from sources.mobilenext.client import SOURCE, TieSafeBeforePaginator, make_client
 from sources.mobilenext.settings import API_PREFIX, MAX_PAGE_SIZE, SESSION_SCHEMA

@@ -7,7 +7,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pyarrow as pa
 
-from sources.http import ApiClient, BearerAuth, HttpConfig, PaginationError
+from sources.errors import PaginationError
+from sources.http import ApiClient, BearerAuth, HttpConfig
 from sources.mobilenext.settings import API_PREFIX, MAX_PAGE_SIZE, ORG_HEADER
 from sources.paging import Paginator
 from sources.timeutil import epoch_ms, epoch_ms_list, format_ms, from_epoch_ms

@@ -35,8 +35,9 @@ from dlt.sources import DltResource
 
 from sources import checkpoint, scan
 from sources.depends import Handoff
+from sources.errors import SyncError
 from sources.hints import MERGE
-from sources.http import ApiClient, HttpConfig, SyncError, segment
+from sources.http import ApiClient, HttpConfig, segment
 from sources.session_services import recheck
 from sources.session_services.client import SOURCE, AfterCursorPaginator, make_client
 from sources.session_services.settings import (

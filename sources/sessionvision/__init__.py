@@ -36,8 +36,9 @@ from sources import checkpoint, scan
 from sources.byid import fetch_each
 from sources.changes import Known, mark_deleted
 from sources.depends import Handoff
+from sources.errors import ApiError, SyncError
 from sources.hints import MERGE
-from sources.http import PARTITION_STATUSES, ApiClient, ApiError, HttpConfig, SyncError, segment
+from sources.http import PARTITION_STATUSES, ApiClient, HttpConfig, segment
 from sources.loaded import sql_literal, sql_timestamp
 from sources.sessionvision.client import SOURCE, NextCursorPaginator, make_client
 from sources.sessionvision.settings import (

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Optional, Tuple
 
-from sources.http import ApiClient, BearerAuth, HttpConfig, PaginationError
+from sources.errors import PaginationError
+from sources.http import ApiClient, BearerAuth, HttpConfig
 from sources.paging import Paginator
 from sources.sessionvision.settings import MAX_PAGE_SIZE
 

@@ -29,8 +29,9 @@ from dlt.sources import DltResource
 
 from sources.changes import Known
 from sources.depends import Handoff
+from sources.errors import SyncError
 from sources.hints import MERGE
-from sources.http import ApiClient, HttpConfig, SyncError
+from sources.http import ApiClient, HttpConfig
 from sources.loaded import loaded_ids, sql_timestamp
 from sources.tagbase.client import SOURCE, fetch_by_id, make_client
 from sources.tagbase.log import new_chunks, parse_verification

@@ -25,6 +25,7 @@ import dlt
 from dlt.sources import DltResource
 
 from pipelines import sharing
+from pipelines.aftermath import publish_bi_copy
 from pipelines.lock import LockedError, warehouse_lock
 from pipelines.run import SyncResult, make_pipeline, one_line_error, sync_locked
 from pipelines.status import parse_duration
@@ -40,6 +41,12 @@ BACKFILL_RESOURCES: Dict[str, List[str]] = {
     "mobilenext": ["sessions"],
     "sessionvision": ["events", "sessions", "persons"],
 }
+# Resources whose windowed read yields only records the warehouse does not hold: immutable
+# records, less the ids already loaded in the window (read under the source's lock, so no
+# other writer adds any meanwhile), one row per id per load (`sources.dedup`). Their rows
+# are appended instead of merged: a merge would compare every row with the whole table, a
+# cost that grows with the history already loaded (and its memory with the rows loaded).
+NEW_ONLY: Dict[str, List[str]] = {"sessionvision": ["events"]}
 
 
 @dataclass
@@ -97,6 +104,7 @@ def backfill(source: str, start: str, end: Optional[str], chunk: str,
         location = resolve_location(destination, warehouse)
         name = f"sessionsync_{source}_backfill"
         result = BackfillResult(source, ok=True, chunks=len(chunks))
+        loaded = False
         with warehouse_lock(source, destination, location):
             with sharing.warehouse_access(source, destination, location):  # reads the warehouse
                 done = _completed(_without_unloaded(make_pipeline(
@@ -109,14 +117,19 @@ def backfill(source: str, start: str, end: Optional[str], chunk: str,
                     continue
                 run = sync_locked(source, destination, warehouse, location, mode, name,
                                   only=only, extra=_progress_marker(job, piece.key),
+                                  new_only=NEW_ONLY.get(source, []), publish=False,
                                   window=[piece.start.isoformat(), piece.end.isoformat()])
+                loaded = loaded or bool(run.rows)
                 for table, rows in run.rows.items():
                     result.rows[table] = result.rows.get(table, 0) + rows
                 if on_chunk:
                     on_chunk(n, len(chunks), piece, run)
                 if not run.ok:
                     result.ok, result.error = False, run.error
-                    return result
+                    break
+            if loaded:  # the BI copy once, not once per chunk: it copies the whole file
+                with sharing.warehouse_access(source, destination, location):
+                    publish_bi_copy(destination, location)
         return result
     except LockedError as exc:
         return BackfillResult(source, ok=False, error=str(exc), locked=True)

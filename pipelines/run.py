@@ -74,26 +74,30 @@ def sync_source(source: str, destination: str = "duckdb", warehouse: Optional[st
 def sync_locked(source: str, destination: str, warehouse: Optional[str], location: Location,
                 mode: str, pipeline_name: Optional[str] = None,
                 only: Optional[Sequence[str]] = None, extra: Optional[DltResource] = None,
+                new_only: Sequence[str] = (), publish: bool = True,
                 **source_args: Any) -> SyncResult:
     """One run of a source whose lock the caller holds; logged to the run log.
 
     `pipeline_name` gives a run its own dlt state (backfill), `only` selects resources,
-    `extra` is a resource appended last (it runs after the others), `source_args` go to the
-    source function (e.g. a backfill `window`). The run holds the warehouse
-    (`pipelines.sharing`, waiting while another process uses it), then publishes the BI
-    copy, records schema changes, logs a line per resource and alerts on a failure.
+    `extra` is a resource appended last (it runs after the others), `new_only` names
+    resources whose rows are new to the warehouse by construction (appended, not merged;
+    see `pipelines.backfill`), `source_args` go to the source function (e.g. a backfill
+    `window`). The run holds the warehouse (`pipelines.sharing`, waiting while another
+    process uses it), then publishes the BI copy (unless `publish` is False: the caller
+    publishes once after many runs), records schema changes, logs a line per resource and
+    alerts on a failure.
     """
     with sharing.warehouse_access(source, destination, location):
         result = _run_locked(source, destination, warehouse, location, mode, pipeline_name,
-                             only, extra, **source_args)
-        aftermath.after_run(result, destination, location)
+                             only, extra, new_only, **source_args)
+        aftermath.after_run(result, destination, location, publish)
     return result
 
 
 def _run_locked(source: str, destination: str, warehouse: Optional[str], location: Location,
                 mode: str, pipeline_name: Optional[str] = None,
                 only: Optional[Sequence[str]] = None, extra: Optional[DltResource] = None,
-                **source_args: Any) -> SyncResult:
+                new_only: Sequence[str] = (), **source_args: Any) -> SyncResult:
     """The run itself: extract, normalize and load, then its run log rows."""
     run_id = uuid.uuid4().hex
     changes: List[Dict[str, Any]] = []
@@ -114,7 +118,9 @@ def _run_locked(source: str, destination: str, warehouse: Optional[str], locatio
             for resource in data.selected_resources.values():
                 if resource.write_disposition == MERGE:
                     dedup.apply(resource)  # one row per key per load, the latest read
-                    if destination != "parquet":  # DuckDB, Postgres: see sources/hints.py
+                    if resource.name in new_only:  # nothing to merge with: a plain insert
+                        resource.apply_hints(write_disposition="append")
+                    elif destination != "parquet":  # DuckDB, Postgres: see sources/hints.py
                         resource.apply_hints(write_disposition=DUCKDB_MERGE)
             if extra is not None:
                 data.resources.add(extra)

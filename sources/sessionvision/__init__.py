@@ -71,6 +71,7 @@ class _Project:
     persons: Optional[Set[str]] = None  # distinct ids of newly loaded events
     oldest_new: Optional[datetime] = None  # earliest timestamp among them
     windowed: bool = False  # a backfill window: only what its events touch is refreshed
+    until: Optional[datetime] = None  # a backfill window's end: no session it touches starts later
     since: Optional[datetime] = None  # `checked_at` before this run: earlier runs read after it
 
     @property
@@ -268,6 +269,7 @@ def _plan_events(project: _Project, st: Dict[str, Any], start: datetime,
     if bounds:
         project.windowed = True
         lo, hi = bounds[0], bounds[1]
+        project.until = hi
     else:
         since, lo, hi = st.get("checked_at"), start, None
         if since is not None:
@@ -331,6 +333,8 @@ def _changed_by_event(client: ApiClient, project: _Project, st: Dict[str, Any], 
         if not first_run and kind == "sessions" and times:
             params["date_from"] = format_ms(min(times) - timedelta(
                 hours=SESSION_SPAN_HOURS, minutes=SESSION_TIMEOUT_MINUTES))
+            if project.until is not None:  # not the sessions of every later window too
+                params["date_to"] = format_ms(project.until)
         wanted, listed = set(due or ()), set[str]()
         for page in NextCursorPaginator(client, f"{project.path}/{kind}", params).pages():
             rows = [r for r in page if first_run or r[key] in wanted]

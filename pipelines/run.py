@@ -115,6 +115,7 @@ def _run_locked(source: str, destination: str, warehouse: Optional[str], locatio
                                     f"it has {', '.join(data.resources)}")
                 data = data.with_resources(*only)
             resources = list(data.selected_resources)
+            new_only = [r for r in new_only if _reads_back(pipeline, r)]
             for resource in data.selected_resources.values():
                 if resource.write_disposition == MERGE:
                     dedup.apply(resource)  # one row per key per load, the latest read
@@ -154,6 +155,16 @@ def _run_locked(source: str, destination: str, warehouse: Optional[str], locatio
                                  datetime.now(UTC), status, rows, counts, marks, result.error),
                  source, destination, location)
     return result
+
+
+def _reads_back(pipeline: dlt.Pipeline, table: str) -> bool:
+    """Whether a source reading back `table` in this run sees every row loaded before
+    (`sources.loaded.read_loaded` reads nothing on a pipeline's first run, or before its
+    schema has seen the table). A `new_only` resource relies on that read to leave out what
+    is loaded already; without it, it is merged instead."""
+    if pipeline.first_run or pipeline.default_schema_name is None:
+        return False
+    return table in pipeline.default_schema.data_table_names(seen_data_only=True)
 
 
 def sync(sources: Sequence[str], destination: str = "duckdb",

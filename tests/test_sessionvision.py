@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
 from collections import defaultdict
 from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Dict, Iterator, Tuple
+from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
@@ -27,7 +30,7 @@ from sandbox.sessionvision import (
 )
 from sources.http import ApiClient, ApiError, BearerAuth, HttpConfig
 from tests.conftest import isolate, load_count
-from tests.test_mobilenext_failures import run_cli
+from tests.test_mobilenext_failures import CLI, ROOT, run_cli
 
 DAY_S = 86_400
 KEYS = {"events": ("id",), "sessions": ("id",), "persons": ("id",),
@@ -353,3 +356,55 @@ def test_time_passing_and_every_behaviour_at_once_converge_to_the_truth(
             api.advance(3601)
             _sync_ok()
         assert_equals_truth(api)
+
+
+def test_backfill_killed_mid_window_rereads_only_the_unfinished_chunk(
+        sessionvision: SessionVisionApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events are appended, not merged, by a backfill (`pipelines.backfill.NEW_ONLY`): a run
+    killed during its third chunk, then run again, reads that chunk again and no other,
+    and every event is loaded once."""
+    start = parse_iso_ms(START)
+    monkeypatch.setenv("SOURCES__SESSIONVISION__START_DATE", iso_ms(start - DAY_S * 1000))
+    _sync_ok()  # the last day, and the definitions
+    days = [iso_ms(start - d * DAY_S * 1000)[:10] for d in (12, 8, 4, 0)]
+    window = ["--start", days[0], "--end", days[-1], "--chunk", "4d"]
+    windows: List[str] = []  # the day of `date_from` of every events request, in order
+    proc: List[subprocess.Popen] = []
+
+    def note_and_kill(request: Any) -> None:
+        if request.path.endswith("/events"):
+            windows.append((request.arg("date_from") or "")[:10])
+            if proc and days[0] in windows:  # the oldest chunk begins (projects at once)
+                os.kill(proc.pop().pid, signal.SIGKILL)
+    sessionvision.before_request = note_and_kill
+    try:
+        killed = subprocess.Popen([CLI, "backfill", "sessionvision", *window], cwd=ROOT,
+                                  env=dict(os.environ), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        proc.append(killed)
+        assert killed.wait(timeout=120) == -signal.SIGKILL
+        assert set(windows) == set(days[:3]), windows
+        windows.clear()
+        rerun = run_cli("backfill", "sessionvision", *window)
+    finally:
+        sessionvision.before_request = None
+    assert rerun.returncode == 0, rerun.stderr
+    assert "2 already done" in rerun.stdout, rerun.stdout
+    assert set(windows) == {days[0]}, f"a finished chunk was read again: {windows}"
+    assert_equals_truth(sessionvision)  # every record, once (`loaded` asserts one row per key)
+
+
+def test_backfill_over_events_a_sync_loaded_appends_none_twice(
+        sessionvision: SessionVisionApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backfill window that overlaps what the scheduled sync (or an earlier load that was
+    killed before its chunk was marked done) loaded: those events are not appended again."""
+    start = parse_iso_ms(START)
+    monkeypatch.setenv("SOURCES__SESSIONVISION__START_DATE", iso_ms(start - 4 * DAY_S * 1000))
+    _sync_ok()
+    before = loaded("events")
+    result = backfill("sessionvision", iso_ms(start - 12 * DAY_S * 1000), iso_ms(start), "5d",
+                      None)
+    assert result.ok, result.error
+    after = assert_equals_truth(sessionvision)["events"]  # asserts one row per event
+    # the first chunk merges (its pipeline reads nothing back yet); the next ones append
+    assert len(after) > len(before) and result.chunks == 3

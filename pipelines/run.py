@@ -15,7 +15,14 @@ from dlt.sources import DltResource
 from pipelines import aftermath, runlog, schema_changes, settings, sharing
 from pipelines.lock import LockedError, warehouse_lock
 from pipelines.registry import source_factory
-from pipelines.warehouse import Location, dlt_destination, pipelines_dir, resolve_location
+from pipelines.warehouse import (
+    Location,
+    connect,
+    data_tables,
+    dlt_destination,
+    pipelines_dir,
+    resolve_location,
+)
 from sources import dedup, partitions, runstats
 from sources.hints import DUCKDB_MERGE, MERGE
 from sources.http import SyncError
@@ -115,7 +122,8 @@ def _run_locked(source: str, destination: str, warehouse: Optional[str], locatio
                                     f"it has {', '.join(data.resources)}")
                 data = data.with_resources(*only)
             resources = list(data.selected_resources)
-            new_only = [r for r in new_only if _reads_back(pipeline, r)]
+            new_only = [r for r in new_only if _reads_back(pipeline, r)
+                        or not _in_warehouse(source, r, destination, location)]
             for resource in data.selected_resources.values():
                 if resource.write_disposition == MERGE:
                     dedup.apply(resource)  # one row per key per load, the latest read
@@ -161,10 +169,23 @@ def _reads_back(pipeline: dlt.Pipeline, table: str) -> bool:
     """Whether a source reading back `table` in this run sees every row loaded before
     (`sources.loaded.read_loaded` reads nothing on a pipeline's first run, or before its
     schema has seen the table). A `new_only` resource relies on that read to leave out what
-    is loaded already; without it, it is merged instead."""
+    is loaded already; without it, it is merged instead (unless the table is not in the
+    warehouse at all: `_in_warehouse`)."""
     if pipeline.first_run or pipeline.default_schema_name is None:
         return False
     return table in pipeline.default_schema.data_table_names(seen_data_only=True)
+
+
+def _in_warehouse(source: str, table: str, destination: str, location: Location) -> bool:
+    """Whether the warehouse holds `table` of `source` (loaded by any pipeline); on Postgres
+    assumed so (merged: always exact)."""
+    if destination == "postgres":
+        return True
+    try:
+        with connect(destination, location) as con:
+            return f"{source}.{table}" in data_tables(con)
+    except SyncError:  # no warehouse yet
+        return False
 
 
 def sync(sources: Sequence[str], destination: str = "duckdb",

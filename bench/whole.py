@@ -31,9 +31,12 @@ import httpx
 import orjson
 
 from bench.compare import DAYS, WINDOW, _source_env
+from sandbox.core import iso_ms, parse_iso_ms
 from sandbox.sessionvision import DEMO_TOKEN, PROJECTS
 
-CASES = ["floor", "backfill-duckdb", "backfill-delta", "backfill-duckdb-1chunk"]
+CASES = ["floor", "backfill-duckdb", "backfill-delta", "backfill-duckdb-1chunk",
+         "empty-1chunk", "empty-11chunks"]
+EMPTY = (iso_ms(parse_iso_ms(WINDOW[0]) - 11 * 3_600_000), WINDOW[0])  # before the world
 
 
 def floor(url: str) -> int:
@@ -47,7 +50,8 @@ def floor(url: str) -> int:
             for kind, params in lists:
                 cursor = None
                 while True:
-                    query = dict(params, limit=1000, **({"cursor": cursor} if cursor else {}))
+                    query: Dict[str, Any] = dict(params, limit=1000,
+                                                 **({"cursor": cursor} if cursor else {}))
                     body = orjson.loads(client.get(f"/api/v1/projects/{project}/{kind}",
                                                    params=query).content)
                     rows += len(body["data"])
@@ -60,6 +64,9 @@ def floor(url: str) -> int:
 def command(case: str, url: str) -> List[str]:
     if case == "floor":
         return [sys.executable, "-m", "bench.whole", "floor", url]
+    if case.startswith("empty"):  # 11 hours before the first event: the fixed cost alone
+        return [sys.executable, "-m", "pipelines.cli", "backfill", "sessionvision", "--start",
+                EMPTY[0], "--end", EMPTY[1], "--chunk", "1h" if "11" in case else "11h"]
     cli = [sys.executable, "-m", "pipelines.cli", "backfill", "sessionvision",
            "--start", WINDOW[0], "--end", WINDOW[1]]
     if case == "backfill-delta":
@@ -86,7 +93,8 @@ def run(case: str, url: str) -> Dict[str, Any]:
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"{case} failed:\n{out[-2000:]}\n{errors[-2000:]}")
     rows = int(out.split()[-1]) if case == "floor" else sum(
-        int(part.split("=")[1].rstrip(",)")) for part in out.split("(")[-1].split())
+        int(part.split("=")[1].rstrip(",)")) for part in out.split("(")[-1].split()
+        if "=" in part)
     return {"rows": rows, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
             "rss_mb": usage.ru_maxrss / 1024, "load": os.getloadavg()[0]}
 
@@ -113,13 +121,17 @@ def main() -> None:
     for size in args.events:
         server, url = serve(size)
         try:
-            base = None
+            base, walls = None, {}
             for case in ["floor"] + [c for c in args.cases if c != "floor"]:
                 m = run(case, url)
                 base = m["wall"] if case == "floor" else base
                 share = base / m["wall"] if base else 0.0
+                walls[case] = m["wall"]
                 print(f"{size:>9} {case:<24}{m['rows']:>10}{m['wall']:>8.2f}{share:>9.2f}"
                       f"{m['cpu']:>7.1f}{m['rss_mb']:>8.0f}{m['load']:>6.1f}", flush=True)
+            if "empty-1chunk" in walls and "empty-11chunks" in walls:
+                print(f"{size:>9} fixed cost per chunk: "
+                      f"{(walls['empty-11chunks'] - walls['empty-1chunk']) / 10:.2f} s", flush=True)
         finally:
             assert server.stdin is not None
             server.stdin.close()

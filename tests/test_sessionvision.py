@@ -15,6 +15,7 @@ from typing import Any, Dict, Iterator, List, Tuple
 
 import pytest
 
+import pipelines.backfill as backfill_module
 from pipelines.backfill import backfill
 from pipelines.run import sync_source
 from pipelines.warehouse import connect, resolve_location
@@ -408,3 +409,44 @@ def test_backfill_over_events_a_sync_loaded_appends_none_twice(
     after = assert_equals_truth(sessionvision)["events"]  # asserts one row per event
     # the first chunk merges (its pipeline reads nothing back yet); the next ones append
     assert len(after) > len(before) and result.chunks == 3
+
+
+def test_default_backfill_runs_days_sized_by_rows_and_resumes_by_the_day(
+        sessionvision: SessionVisionApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With `--chunk` omitted, a run takes as many days as make `LOAD_ROWS` rows (7 days
+    first), each day marked done with its run; a run that fails is read again on the
+    rerun, and the days of runs that finished are not."""
+    monkeypatch.setattr(backfill_module, "LOAD_ROWS", 3000)
+    start = parse_iso_ms(START)
+    monkeypatch.setenv("SOURCES__SESSIONVISION__START_DATE", iso_ms(start - DAY_S * 1000))
+    _sync_ok()  # the last day, and the definitions
+    runs: List[Tuple[str, str]] = []  # (date_from, date_to) of each run's events reads
+    failing = [True]
+
+    def note(request: Any) -> None:
+        if request.path.endswith("/events"):
+            window = (request.arg("date_from") or "", request.arg("date_to") or "")
+            if window not in runs:
+                runs.append(window)
+            if failing and len(runs) == 3:  # the API goes away during the third run
+                raise ConnectionAbortedError("the sandbox drops the connection")
+    sessionvision.before_request = note
+    begin, end = iso_ms(start - 12 * DAY_S * 1000), iso_ms(start)
+    try:
+        failed = backfill("sessionvision", begin, end, None, None)
+        assert not failed.ok and len(runs) == 3, (failed, runs)
+        first, second, third = ((parse_iso_ms(a), parse_iso_ms(b)) for a, b in runs)
+        assert first[1] - first[0] == 7 * DAY_S * 1000  # FIRST_DAYS
+        assert second[1] == first[0] and third[1] == second[0]
+        assert second[1] - second[0] < 7 * DAY_S * 1000  # ~3,000 rows: sized by rows
+        failing.clear()
+        runs.clear()
+        rerun = backfill("sessionvision", begin, end, None, None)
+    finally:
+        sessionvision.before_request = None
+    assert rerun.ok, rerun.error
+    days_done = (first[1] - second[0]) // (DAY_S * 1000)
+    assert rerun.skipped == days_done, rerun
+    assert parse_iso_ms(runs[0][1]) == third[1], "the failed run is read again, first"
+    assert all(parse_iso_ms(b) <= second[0] for _, b in runs), "a finished day read again"
+    assert_equals_truth(sessionvision)

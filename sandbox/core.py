@@ -263,8 +263,7 @@ class Api:
                                    "cpu_seconds": time.process_time(),
                                    "span_seconds": self._span[-1] - self._span[0]
                                    if self._span else 0.0,
-                                   "injected": self.injected,
-                                   "by_path": self.count_by_path()})
+                                   "injected": self.injected})
 
 
 

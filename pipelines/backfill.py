@@ -49,11 +49,15 @@ BACKFILL_RESOURCES: Dict[str, List[str]] = {
 NEW_ONLY: Dict[str, List[str]] = {"sessionvision": ["events"]}
 # With `--chunk` omitted, the grid is of days and each run (one extract, normalize and load)
 # takes as many consecutive days as make about LOAD_ROWS rows, going by the rows per day of
-# the run before (FIRST_DAYS for the first). So a load's size, and the memory it needs,
-# follows rows rather than history, and small histories pay a run's fixed cost a few times,
-# not once per week.
+# the run before (FIRST_DAYS for the first, which measures them). So a load's size, and the
+# memory it needs, follows rows rather than history, and small histories pay a run's fixed
+# cost a few times, not once per week.
 LOAD_ROWS = 200_000
-FIRST_DAYS = 7
+FIRST_DAYS = 1
+# Such loads need little DuckDB memory (a merge of 1M rows passes at 128MB, see
+# docs/performance.md), and DuckDB fills what it is given: half the default limit keeps a
+# backfill's peak flat. A limit the user set applies as it is.
+ROW_SIZED_DUCKDB_MEMORY = "128MB"
 DAY = timedelta(days=1)
 
 
@@ -132,6 +136,7 @@ def backfill(source: str, start: str, end: Optional[str], chunk: Optional[str],
                 run = sync_locked(source, destination, warehouse, location, mode, name,
                                   only=only, extra=_progress_marker(job, [c.key for c in group]),
                                   new_only=NEW_ONLY.get(source, []), publish=False,
+                                  duckdb_memory=None if chunk else ROW_SIZED_DUCKDB_MEMORY,
                                   window=[piece.start.isoformat(), piece.end.isoformat()])
                 n += len(group)
                 loaded = loaded or bool(run.rows)

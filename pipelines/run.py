@@ -46,15 +46,18 @@ class SyncResult:
 
 
 def make_pipeline(source: str, destination: str, warehouse: Optional[str],
-                  name: Optional[str] = None) -> dlt.Pipeline:
-    """The dlt pipeline of `source` into a warehouse; its dataset is named after the source."""
+                  name: Optional[str] = None,
+                  duckdb_memory: Optional[str] = None) -> dlt.Pipeline:
+    """The dlt pipeline of `source` into a warehouse; its dataset is named after the source.
+
+    `duckdb_memory` replaces the default DuckDB `memory_limit` (not one the user set)."""
     location = resolve_location(destination, warehouse)
     name = name or f"sessionsync_{source}"
     settings.enforce_extract_order(name)
     return dlt.pipeline(
         pipeline_name=name,
         pipelines_dir=str(pipelines_dir(destination, location)),
-        destination=dlt_destination(destination, location),
+        destination=dlt_destination(destination, location, duckdb_memory),
         dataset_name=source,
     )
 
@@ -82,7 +85,7 @@ def sync_locked(source: str, destination: str, warehouse: Optional[str], locatio
                 mode: str, pipeline_name: Optional[str] = None,
                 only: Optional[Sequence[str]] = None, extra: Optional[DltResource] = None,
                 new_only: Sequence[str] = (), publish: bool = True,
-                **source_args: Any) -> SyncResult:
+                duckdb_memory: Optional[str] = None, **source_args: Any) -> SyncResult:
     """One run of a source whose lock the caller holds; logged to the run log.
 
     `pipeline_name` gives a run its own dlt state (backfill), `only` selects resources,
@@ -92,11 +95,11 @@ def sync_locked(source: str, destination: str, warehouse: Optional[str], locatio
     `window`). The run holds the warehouse (`pipelines.sharing`, waiting while another
     process uses it), then publishes the BI copy (unless `publish` is False: the caller
     publishes once after many runs), records schema changes, logs a line per resource and
-    alerts on a failure.
+    alerts on a failure. `duckdb_memory`: see `make_pipeline`.
     """
     with sharing.warehouse_access(source, destination, location):
         result = _run_locked(source, destination, warehouse, location, mode, pipeline_name,
-                             only, extra, new_only, **source_args)
+                             only, extra, new_only, duckdb_memory, **source_args)
         aftermath.after_run(result, destination, location, publish)
     return result
 
@@ -104,7 +107,8 @@ def sync_locked(source: str, destination: str, warehouse: Optional[str], locatio
 def _run_locked(source: str, destination: str, warehouse: Optional[str], location: Location,
                 mode: str, pipeline_name: Optional[str] = None,
                 only: Optional[Sequence[str]] = None, extra: Optional[DltResource] = None,
-                new_only: Sequence[str] = (), **source_args: Any) -> SyncResult:
+                new_only: Sequence[str] = (), duckdb_memory: Optional[str] = None,
+                **source_args: Any) -> SyncResult:
     """The run itself: extract, normalize and load, then its run log rows."""
     run_id = uuid.uuid4().hex
     changes: List[Dict[str, Any]] = []
@@ -113,7 +117,8 @@ def _run_locked(source: str, destination: str, warehouse: Optional[str], locatio
     rows: Dict[str, int] = {}
     with runstats.collecting() as counts:
         try:
-            pipeline = make_pipeline(source, destination, warehouse, pipeline_name)
+            pipeline = make_pipeline(source, destination, warehouse, pipeline_name,
+                                     duckdb_memory)
             data = source_factory(source)(**source_args)
             if only:
                 unknown = set(only) - set(data.resources)

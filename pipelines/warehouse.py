@@ -56,17 +56,22 @@ def is_remote(location: Location) -> bool:
     return isinstance(location, str)
 
 
-def dlt_destination(destination: str, location: Location) -> Any:
-    """The dlt destination object for a warehouse."""
+def dlt_destination(destination: str, location: Location,
+                    duckdb_memory: Optional[str] = None) -> Any:
+    """The dlt destination object for a warehouse; `duckdb_memory` replaces the default
+    DuckDB `memory_limit` (a `global_config` the user set wins)."""
     if destination == "postgres":
         return _partial_config_once(dlt.destinations.postgres())
     if isinstance(location, str):
         return _partial_config_once(dlt.destinations.filesystem(bucket_url=location))
     if destination == "duckdb":
         location.parent.mkdir(parents=True, exist_ok=True)
+        key = "destination.duckdb.credentials.global_config"
+        config = settings.mapping(key)
+        if duckdb_memory and not settings.is_set(key):
+            config = {**config, "memory_limit": duckdb_memory}
         return _partial_config_once(dlt.destinations.duckdb(DuckDbCredentials(
-            str(location), global_config=settings.mapping(
-                "destination.duckdb.credentials.global_config"))))
+            str(location), global_config=config)))
     location.mkdir(parents=True, exist_ok=True)
     return _partial_config_once(dlt.destinations.filesystem(bucket_url=location.as_uri()))
 

@@ -20,8 +20,9 @@ def counts_text(rows: Dict[str, int]) -> str:
     return ", ".join(f"{t}={n}" for t, n in sorted(rows.items())) or "nothing new"
 
 
-def after_run(result: Any, destination: str, location: Location) -> None:
-    """Log, record, publish and alert for one finished run (a `run.SyncResult`)."""
+def after_run(result: Any, destination: str, location: Location, publish: bool = True) -> None:
+    """Log, record, publish (unless `publish` is False) and alert for one finished run (a
+    `run.SyncResult`)."""
     status = "ok" if result.ok else ("partial" if result.rows else "failed")
     for resource in result.resources or ["*"]:
         mine = {t: n for t, n in result.rows.items()
@@ -33,14 +34,21 @@ def after_run(result: Any, destination: str, location: Location) -> None:
     if result.run_id:
         schema_changes.record(result.source, result.run_id, result.schema_changes,
                               destination, location)
-    if isinstance(location, Path) and destination == "duckdb" and (
-            result.rows or not bi_copy.bi_path(location).exists()):
-        bi_copy.publish(location)
+    if publish and (result.rows or not isinstance(location, Path)
+                    or not bi_copy.bi_path(location).exists()):
+        publish_bi_copy(destination, location)
     if status != "ok":
         lags = _lags(result.source, destination, location)
         for resource in result.resources or ["*"]:
             alerts.alert("run", result.source, resource, status, result.error,
                          lags.get(resource), result.run_id)
+
+
+def publish_bi_copy(destination: str, location: Location) -> None:
+    """Publish the BI copy of a DuckDB warehouse file (`pipelines.bi_copy`); the caller holds
+    the warehouse."""
+    if isinstance(location, Path) and destination == "duckdb":
+        bi_copy.publish(location)
 
 
 def _lags(source: str, destination: str, location: Location) -> Dict[str, float]:

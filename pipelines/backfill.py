@@ -25,6 +25,7 @@ import dlt
 from dlt.sources import DltResource
 
 from pipelines import sharing
+from pipelines.aftermath import publish_bi_copy
 from pipelines.lock import LockedError, warehouse_lock
 from pipelines.registry import SOURCES
 from pipelines.run import SyncResult, make_pipeline, one_line_error, sync_locked
@@ -35,6 +36,18 @@ from sources.errors import SyncError
 from sources.timeutil import parse_ts
 
 log = logging.getLogger("sessionsync")
+# With `--chunk` omitted, the grid is of days and each run (one extract, normalize and load)
+# takes as many consecutive days as make about LOAD_ROWS rows, going by the rows per day of
+# the run before (FIRST_DAYS for the first, which measures them). So a load's size, and the
+# memory it needs, follows rows rather than history, and small histories pay a run's fixed
+# cost a few times, not once per week.
+LOAD_ROWS = 200_000
+FIRST_DAYS = 1
+# Such loads need little DuckDB memory (a merge of 1M rows passes at 128MB, see
+# docs/performance.md), and DuckDB fills what it is given: half the default limit keeps a
+# backfill's peak flat. A limit the user set applies as it is.
+ROW_SIZED_DUCKDB_MEMORY = "128MB"
+DAY = timedelta(days=1)
 
 
 @dataclass
@@ -72,13 +85,14 @@ def plan(start: datetime, end: datetime, size: timedelta) -> List[Chunk]:
     return chunks[::-1]
 
 
-def backfill(source: str, start: str, end: Optional[str], chunk: str,
+def backfill(source: str, start: str, end: Optional[str], chunk: Optional[str],
              resources: Optional[Sequence[str]], destination: str = "duckdb",
              warehouse: Optional[str] = None,
              on_chunk: Optional[Callable[[int, int, Chunk, Optional[SyncResult]], None]] = None,
              mode: str = "backfill") -> BackfillResult:
-    """Run the backfill; `on_chunk(done, total, chunk, result)` reports progress, `mode` is
-    the run log's (`dagster` when Dagster runs it)."""
+    """Run the backfill; `on_chunk(done, total, chunk, result)` reports progress (`done` and
+    `total` count grid chunks; `chunk` is what the run covered), `mode` is the run log's
+    (`dagster` when Dagster runs it). `chunk` None: a grid of days, runs sized by rows."""
     try:
         windowed = SOURCES[source].backfill if source in SOURCES else ()
         if not windowed:  # the spec's `backfill`: resources the API filters on record time
@@ -86,33 +100,49 @@ def backfill(source: str, start: str, end: Optional[str], chunk: str,
                             f"sync reads all history (backfill supports "
                             f"{', '.join(n for n, s in SOURCES.items() if s.backfill)})")
         lo, hi = parse_ts(start), parse_ts(end) if end else datetime.now(UTC)
-        size = timedelta(seconds=parse_duration(chunk, "--chunk"))
+        size = timedelta(seconds=parse_duration(chunk, "--chunk")) if chunk else DAY
         chunks = plan(lo, hi, size)
         only = list(resources or windowed)
         job = f"{lo.isoformat()}/{size.total_seconds():g}s/{','.join(sorted(only))}"
         location = resolve_location(destination, warehouse)
         name = f"sessionsync_{source}_backfill"
         result = BackfillResult(source, ok=True, chunks=len(chunks))
+        loaded = False
         with warehouse_lock(source, destination, location):
             with sharing.warehouse_access(source, destination, location):  # reads the warehouse
                 done = _completed(_without_unloaded(make_pipeline(
                     source, destination, warehouse, name), source), source, job)
-            for n, piece in enumerate(chunks, start=1):
-                if piece.key in done:
+            days = FIRST_DAYS if chunk is None else 1  # grid chunks per run
+            n = 0
+            while n < len(chunks):
+                if chunks[n].key in done:
+                    n += 1
                     result.skipped += 1
                     if on_chunk:
-                        on_chunk(n, len(chunks), piece, None)
+                        on_chunk(n, len(chunks), chunks[n - 1], None)
                     continue
+                group = _pending_run(chunks, n, days, done)
+                piece = Chunk(group[-1].start, group[0].end)
                 run = sync_locked(source, destination, warehouse, location, mode, name,
-                                  only=only, extra=_progress_marker(job, piece.key),
+                                  only=only, extra=_progress_marker(job, [c.key for c in group]),
+                                  new_only=SOURCES[source].new_only, publish=False,
+                                  duckdb_memory=None if chunk else ROW_SIZED_DUCKDB_MEMORY,
                                   window=[piece.start.isoformat(), piece.end.isoformat()])
+                n += len(group)
+                loaded = loaded or bool(run.rows)
                 for table, rows in run.rows.items():
                     result.rows[table] = result.rows.get(table, 0) + rows
                 if on_chunk:
                     on_chunk(n, len(chunks), piece, run)
                 if not run.ok:
                     result.ok, result.error = False, run.error
-                    return result
+                    break
+                if chunk is None:
+                    per_day = sum(run.rows.values()) / ((piece.end - piece.start) / DAY)
+                    days = max(1, int(LOAD_ROWS / per_day)) if per_day else days * 2
+            if loaded:  # the BI copy once, not once per chunk: it copies the whole file
+                with sharing.warehouse_access(source, destination, location):
+                    publish_bi_copy(destination, location)
         return result
     except LockedError as exc:
         return BackfillResult(source, ok=False, error=str(exc), locked=True)
@@ -123,6 +153,15 @@ def backfill(source: str, start: str, end: Optional[str], chunk: str,
     except Exception as exc:  # reported as one line; the traceback goes to the debug log
         log.debug("backfill of %s failed", source, exc_info=True)
         return BackfillResult(source, ok=False, error=one_line_error(source, exc))
+
+
+def _pending_run(chunks: List[Chunk], n: int, days: int, done: set) -> List[Chunk]:
+    """Up to `days` consecutive chunks from `chunks[n]` (newest first), none of them done."""
+    group = [chunks[n]]
+    while len(group) < days and n + len(group) < len(chunks) \
+            and chunks[n + len(group)].key not in done:
+        group.append(chunks[n + len(group)])
+    return group
 
 
 def _without_unloaded(pipeline: dlt.Pipeline, source: str) -> dlt.Pipeline:
@@ -153,8 +192,9 @@ def _completed(pipeline: dlt.Pipeline, source: str, job: str) -> set:
     return set(state.get("backfill", {}).get(job, []))
 
 
-def _progress_marker(job: str, key: str) -> DltResource:
-    """A resource, run after the others, that records the chunk as done in source state.
+def _progress_marker(job: str, keys: List[str]) -> DltResource:
+    """A resource, run after the others, that records the run's chunks as done in source
+    state.
 
     It yields no rows; its state change is committed with the chunk's rows, and only if no
     partition (organization, project) failed.
@@ -162,7 +202,7 @@ def _progress_marker(job: str, key: str) -> DltResource:
     @dlt.resource(name="backfill_progress")
     def backfill_progress() -> Iterator[None]:
         if not partitions.any_failed():
-            dlt.current.source_state().setdefault("backfill", {}).setdefault(job, []).append(key)
+            dlt.current.source_state().setdefault("backfill", {}).setdefault(job, []).extend(keys)
         yield from ()
 
     return backfill_progress

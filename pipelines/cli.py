@@ -150,7 +150,9 @@ def backfill(
     source: Annotated[str, typer.Argument(help="mobilenext or sessionvision.")],
     start: Annotated[str, typer.Option(help="Window start (ISO date or time, inclusive).")],
     end: Annotated[Optional[str], typer.Option(help="Window end (exclusive); default now.")] = None,
-    chunk: Annotated[str, typer.Option(help="Chunk length, e.g. 7d, 12h.")] = "7d",
+    chunk: Annotated[Optional[str], typer.Option(
+        help="Chunk length, e.g. 7d, 12h; default: whole days, as many per run as make "
+             "about 200,000 rows.")] = None,
     resource: Annotated[Optional[List[str]], typer.Option(
         help="Resource to load (repeatable); default: the source's time-windowed ones.")] = None,
     destination: Destination = "duckdb",

@@ -15,7 +15,14 @@ from dlt.sources import DltResource
 from pipelines import aftermath, runlog, schema_changes, settings, sharing
 from pipelines.lock import LockedError, warehouse_lock
 from pipelines.registry import source_factory
-from pipelines.warehouse import Location, dlt_destination, pipelines_dir, resolve_location
+from pipelines.warehouse import (
+    Location,
+    connect,
+    data_tables,
+    dlt_destination,
+    pipelines_dir,
+    resolve_location,
+)
 from sources import dedup, partitions, runstats
 from sources.errors import SyncError
 from sources.hints import DUCKDB_MERGE, MERGE
@@ -39,15 +46,18 @@ class SyncResult:
 
 
 def make_pipeline(source: str, destination: str, warehouse: Optional[str],
-                  name: Optional[str] = None) -> dlt.Pipeline:
-    """The dlt pipeline of `source` into a warehouse; its dataset is named after the source."""
+                  name: Optional[str] = None,
+                  duckdb_memory: Optional[str] = None) -> dlt.Pipeline:
+    """The dlt pipeline of `source` into a warehouse; its dataset is named after the source.
+
+    `duckdb_memory` replaces the default DuckDB `memory_limit` (not one the user set)."""
     location = resolve_location(destination, warehouse)
     name = name or f"sessionsync_{source}"
     settings.enforce_extract_order(name)
     return dlt.pipeline(
         pipeline_name=name,
         pipelines_dir=str(pipelines_dir(destination, location)),
-        destination=dlt_destination(destination, location),
+        destination=dlt_destination(destination, location, duckdb_memory),
         dataset_name=source,
     )
 
@@ -74,25 +84,30 @@ def sync_source(source: str, destination: str = "duckdb", warehouse: Optional[st
 def sync_locked(source: str, destination: str, warehouse: Optional[str], location: Location,
                 mode: str, pipeline_name: Optional[str] = None,
                 only: Optional[Sequence[str]] = None, extra: Optional[DltResource] = None,
-                **source_args: Any) -> SyncResult:
+                new_only: Sequence[str] = (), publish: bool = True,
+                duckdb_memory: Optional[str] = None, **source_args: Any) -> SyncResult:
     """One run of a source whose lock the caller holds; logged to the run log.
 
     `pipeline_name` gives a run its own dlt state (backfill), `only` selects resources,
-    `extra` is a resource appended last (it runs after the others), `source_args` go to the
-    source function (e.g. a backfill `window`). The run holds the warehouse
-    (`pipelines.sharing`, waiting while another process uses it), then publishes the BI
-    copy, records schema changes, logs a line per resource and alerts on a failure.
+    `extra` is a resource appended last (it runs after the others), `new_only` names
+    resources whose rows are new to the warehouse by construction (appended, not merged;
+    see `pipelines.backfill`), `source_args` go to the source function (e.g. a backfill
+    `window`). The run holds the warehouse (`pipelines.sharing`, waiting while another
+    process uses it), then publishes the BI copy (unless `publish` is False: the caller
+    publishes once after many runs), records schema changes, logs a line per resource and
+    alerts on a failure. `duckdb_memory`: see `make_pipeline`.
     """
     with sharing.warehouse_access(source, destination, location):
         result = _run_locked(source, destination, warehouse, location, mode, pipeline_name,
-                             only, extra, **source_args)
-        aftermath.after_run(result, destination, location)
+                             only, extra, new_only, duckdb_memory, **source_args)
+        aftermath.after_run(result, destination, location, publish)
     return result
 
 
 def _run_locked(source: str, destination: str, warehouse: Optional[str], location: Location,
                 mode: str, pipeline_name: Optional[str] = None,
                 only: Optional[Sequence[str]] = None, extra: Optional[DltResource] = None,
+                new_only: Sequence[str] = (), duckdb_memory: Optional[str] = None,
                 **source_args: Any) -> SyncResult:
     """The run itself: extract, normalize and load, then its run log rows."""
     run_id = uuid.uuid4().hex
@@ -102,7 +117,8 @@ def _run_locked(source: str, destination: str, warehouse: Optional[str], locatio
     rows: Dict[str, int] = {}
     with runstats.collecting() as counts:
         try:
-            pipeline = make_pipeline(source, destination, warehouse, pipeline_name)
+            pipeline = make_pipeline(source, destination, warehouse, pipeline_name,
+                                     duckdb_memory)
             data = source_factory(source)(**source_args)
             if only:
                 unknown = set(only) - set(data.resources)
@@ -111,10 +127,14 @@ def _run_locked(source: str, destination: str, warehouse: Optional[str], locatio
                                     f"it has {', '.join(data.resources)}")
                 data = data.with_resources(*only)
             resources = list(data.selected_resources)
+            new_only = [r for r in new_only if _reads_back(pipeline, r)
+                        or not _in_warehouse(source, r, destination, location)]
             for resource in data.selected_resources.values():
                 if resource.write_disposition == MERGE:
                     dedup.apply(resource)  # one row per key per load, the latest read
-                    if destination != "parquet":  # DuckDB, Postgres: see sources/hints.py
+                    if resource.name in new_only:  # nothing to merge with: a plain insert
+                        resource.apply_hints(write_disposition="append")
+                    elif destination != "parquet":  # DuckDB, Postgres: see sources/hints.py
                         resource.apply_hints(write_disposition=DUCKDB_MERGE)
             if extra is not None:
                 data.resources.add(extra)
@@ -148,6 +168,29 @@ def _run_locked(source: str, destination: str, warehouse: Optional[str], locatio
                                  datetime.now(UTC), status, rows, counts, marks, result.error),
                  source, destination, location)
     return result
+
+
+def _reads_back(pipeline: dlt.Pipeline, table: str) -> bool:
+    """Whether a source reading back `table` in this run sees every row loaded before
+    (`sources.loaded.read_loaded` reads nothing on a pipeline's first run, or before its
+    schema has seen the table). A `new_only` resource relies on that read to leave out what
+    is loaded already; without it, it is merged instead (unless the table is not in the
+    warehouse at all: `_in_warehouse`)."""
+    if pipeline.first_run or pipeline.default_schema_name is None:
+        return False
+    return table in pipeline.default_schema.data_table_names(seen_data_only=True)
+
+
+def _in_warehouse(source: str, table: str, destination: str, location: Location) -> bool:
+    """Whether the warehouse holds `table` of `source` (loaded by any pipeline); on Postgres
+    assumed so (merged: always exact)."""
+    if destination == "postgres":
+        return True
+    try:
+        with connect(destination, location) as con:
+            return f"{source}.{table}" in data_tables(con)
+    except SyncError:  # no warehouse yet
+        return False
 
 
 def sync(sources: Sequence[str], destination: str = "duckdb",

@@ -89,6 +89,11 @@ def get(key: str, default: Optional[Any] = None) -> Any:
     return value
 
 
+def is_set(key: str) -> bool:
+    """Whether the user set `key` (env or `.dlt/`), rather than leaving its default."""
+    return dlt.config.get(key) not in (None, "")
+
+
 def path(key: str) -> Path:
     """A path setting; a relative one is under `home()`."""
     return home() / Path(str(get(key))).expanduser()

@@ -56,19 +56,47 @@ def is_remote(location: Location) -> bool:
     return isinstance(location, str)
 
 
-def dlt_destination(destination: str, location: Location) -> Any:
-    """The dlt destination object for a warehouse."""
+def dlt_destination(destination: str, location: Location,
+                    duckdb_memory: Optional[str] = None) -> Any:
+    """The dlt destination object for a warehouse; `duckdb_memory` replaces the default
+    DuckDB `memory_limit` (a `global_config` the user set wins)."""
     if destination == "postgres":
-        return dlt.destinations.postgres()
+        return _partial_config_once(dlt.destinations.postgres())
     if isinstance(location, str):
-        return dlt.destinations.filesystem(bucket_url=location)
+        return _partial_config_once(dlt.destinations.filesystem(bucket_url=location))
     if destination == "duckdb":
         location.parent.mkdir(parents=True, exist_ok=True)
-        return dlt.destinations.duckdb(DuckDbCredentials(
-            str(location), global_config=settings.mapping(
-                "destination.duckdb.credentials.global_config")))
+        key = "destination.duckdb.credentials.global_config"
+        config = settings.mapping(key)
+        if duckdb_memory and not settings.is_set(key):
+            config = {**config, "memory_limit": duckdb_memory}
+        return _partial_config_once(dlt.destinations.duckdb(DuckDbCredentials(
+            str(location), global_config=config)))
     location.mkdir(parents=True, exist_ok=True)
-    return dlt.destinations.filesystem(bucket_url=location.as_uri())
+    return _partial_config_once(dlt.destinations.filesystem(bucket_url=location.as_uri()))
+
+
+def _partial_config_once(factory: Any) -> Any:
+    """`factory` resolving its partial configuration once instead of at every call.
+
+    dlt asks a destination for its capabilities a dozen times per run (extract, normalize,
+    load, `dataset()`), each resolving the destination's configuration from every provider
+    again: a measured tenth of a backfill chunk's fixed cost. The partial configuration those
+    calls resolve cannot change within a run; the full one (with credentials, for the
+    destination's client) is still resolved each time.
+    """
+    resolve = factory.configuration
+    partial: List[Any] = []
+
+    def configuration(initial_config: Any, accept_partial: bool = False) -> Any:
+        if not accept_partial:
+            return resolve(initial_config, accept_partial)
+        if not partial:
+            partial.append(resolve(initial_config, accept_partial=True))
+        return partial[0]
+
+    factory.configuration = configuration
+    return factory
 
 
 def pipelines_dir(destination: str, location: Location) -> Path:

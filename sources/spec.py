@@ -50,6 +50,10 @@ class SourceSpec:
             resource's high-water mark (run log, `status`, the Dagster `fresh` check).
         backfill: the resources `sessionsync backfill` loads by default, windowed by record
             time; empty when the API has no time filter (its first sync reads all history).
+        new_only: backfill resources whose windowed read yields only records the warehouse
+            does not hold (immutable records, less the ids already loaded in the window,
+            read under the source's lock): a backfill appends them instead of merging, since
+            a merge compares every row with the whole table, a cost that grows with history.
         partition: what fails alone when the API refuses it ("organization", "tenant",
             "project"), or None when the source has no partitions.
         freshness: the README's freshness table (`python -m sources.spec` writes it there).
@@ -60,11 +64,12 @@ class SourceSpec:
     resources: Tuple[str, ...]
     high_water: Mapping[str, str] = field(default_factory=dict)
     backfill: Tuple[str, ...] = ()
+    new_only: Tuple[str, ...] = ()
     partition: Optional[str] = None
     freshness: Tuple[Freshness, ...] = ()
 
     def __post_init__(self) -> None:
-        for resource in (*self.high_water, *self.backfill):
+        for resource in (*self.high_water, *self.backfill, *self.new_only):
             if resource not in self.resources:
                 raise ValueError(f"{self.name}: spec names resource {resource!r}, which is "
                                  f"not one of its resources {self.resources}")

@@ -25,3 +25,18 @@ def test_compare_benchmark_runs_every_case_and_prints_the_table() -> None:
     # naive strictly-before paging can only lose same-millisecond sessions, never add any
     assert table[("mobilenext", "fetch-floor")] <= mn
     assert "sessionsync-duckdb / rest_api-duckdb" in proc.stdout
+
+
+def test_whole_command_benchmark_runs_every_case_and_prints_the_table() -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench.whole", "--events", "3000"], cwd=ROOT,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {line.split()[1]: int(line.split()[2]) for line in proc.stdout.splitlines()
+            if line.startswith(" ") and len(line.split()) == 8}
+    assert set(rows) == {"floor", "backfill-duckdb", "backfill-delta",
+                         "backfill-duckdb-1chunk", "empty-1chunk", "empty-11chunks"}
+    # one run loads what the floor reads: every event, session and person of the window
+    assert rows["backfill-duckdb-1chunk"] == rows["floor"] > 3000
+    assert rows["backfill-duckdb"] == rows["backfill-delta"] >= rows["floor"]
+    assert rows["empty-1chunk"] == rows["empty-11chunks"] == 0
+    assert "fixed cost per chunk" in proc.stdout

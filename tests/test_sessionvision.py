@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import signal
+import subprocess
 from collections import defaultdict
 from pathlib import Path
-from typing import Dict, Tuple
+from typing import Any, Dict, List, Tuple
 
 import pytest
 
+import pipelines.backfill as backfill_module
 from pipelines.backfill import backfill
 from pipelines.run import sync_source
 from pipelines.warehouse import connect, resolve_location
@@ -25,7 +29,7 @@ from sandbox.sessionvision import (
 )
 from sources.errors import ApiError
 from sources.http import ApiClient, BearerAuth, HttpConfig
-from tests.conftest import assert_quiet_run, run_cli
+from tests.conftest import CLI, ROOT, assert_quiet_run, run_cli
 from tests.conftest import serve_sessionvision as serving
 from tests.conftest import sessionvision_rows as loaded
 from tests.conftest import sessionvision_truth as assert_equals_truth
@@ -278,3 +282,96 @@ def test_time_passing_and_every_behaviour_at_once_converge_to_the_truth(
             api.advance(3601)
             _sync_ok()
         assert_equals_truth(api)
+
+
+def test_backfill_killed_mid_window_rereads_only_the_unfinished_chunk(
+        sessionvision: SessionVisionApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Events are appended, not merged, by a backfill (`pipelines.backfill.NEW_ONLY`): a run
+    killed during its third chunk, then run again, reads that chunk again and no other,
+    and every event is loaded once."""
+    start = parse_iso_ms(START)
+    monkeypatch.setenv("SOURCES__SESSIONVISION__START_DATE", iso_ms(start - DAY_S * 1000))
+    _sync_ok()  # the last day, and the definitions
+    days = [iso_ms(start - d * DAY_S * 1000)[:10] for d in (12, 8, 4, 0)]
+    window = ["--start", days[0], "--end", days[-1], "--chunk", "4d"]
+    windows: List[str] = []  # the day of `date_from` of every events request, in order
+    proc: List[subprocess.Popen] = []
+
+    def note_and_kill(request: Any) -> None:
+        if request.path.endswith("/events"):
+            windows.append((request.arg("date_from") or "")[:10])
+            if proc and days[0] in windows:  # the oldest chunk begins (projects at once)
+                os.kill(proc.pop().pid, signal.SIGKILL)
+    sessionvision.before_request = note_and_kill
+    try:
+        killed = subprocess.Popen([CLI, "backfill", "sessionvision", *window], cwd=ROOT,
+                                  env=dict(os.environ), stdout=subprocess.DEVNULL,
+                                  stderr=subprocess.DEVNULL)
+        proc.append(killed)
+        assert killed.wait(timeout=120) == -signal.SIGKILL
+        assert set(windows) == set(days[:3]), windows
+        windows.clear()
+        rerun = run_cli("backfill", "sessionvision", *window)
+    finally:
+        sessionvision.before_request = None
+    assert rerun.returncode == 0, rerun.stderr
+    assert "2 already done" in rerun.stdout, rerun.stdout
+    assert set(windows) == {days[0]}, f"a finished chunk was read again: {windows}"
+    assert_equals_truth(sessionvision)  # every record, once (`loaded` asserts one row per key)
+
+
+def test_backfill_over_events_a_sync_loaded_appends_none_twice(
+        sessionvision: SessionVisionApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A backfill window that overlaps what the scheduled sync (or an earlier load that was
+    killed before its chunk was marked done) loaded: those events are not appended again."""
+    start = parse_iso_ms(START)
+    monkeypatch.setenv("SOURCES__SESSIONVISION__START_DATE", iso_ms(start - 4 * DAY_S * 1000))
+    _sync_ok()
+    before = loaded("events")
+    result = backfill("sessionvision", iso_ms(start - 12 * DAY_S * 1000), iso_ms(start), "5d",
+                      None)
+    assert result.ok, result.error
+    after = assert_equals_truth(sessionvision)["events"]  # asserts one row per event
+    # the first chunk merges (its pipeline reads nothing back yet); the next ones append
+    assert len(after) > len(before) and result.chunks == 3
+
+
+def test_default_backfill_runs_days_sized_by_rows_and_resumes_by_the_day(
+        sessionvision: SessionVisionApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    """With `--chunk` omitted, a run takes as many days as make `LOAD_ROWS` rows (judged by
+    the run before), each day marked done with its run; a run that fails is read again on the
+    rerun, and the days of runs that finished are not."""
+    monkeypatch.setattr(backfill_module, "LOAD_ROWS", 3000)
+    start = parse_iso_ms(START)
+    monkeypatch.setenv("SOURCES__SESSIONVISION__START_DATE", iso_ms(start - DAY_S * 1000))
+    _sync_ok()  # the last day, and the definitions
+    runs: List[Tuple[str, str]] = []  # (date_from, date_to) of each run's events reads
+    failing = [True]
+
+    def note(request: Any) -> None:
+        if request.path.endswith("/events"):
+            window = (request.arg("date_from") or "", request.arg("date_to") or "")
+            if window not in runs:
+                runs.append(window)
+            if failing and len(runs) == 3:  # the API goes away during the third run
+                raise ConnectionAbortedError("the sandbox drops the connection")
+    sessionvision.before_request = note
+    begin, end = iso_ms(start - 12 * DAY_S * 1000), iso_ms(start)
+    try:
+        failed = backfill("sessionvision", begin, end, None, None)
+        assert not failed.ok and len(runs) == 3, (failed, runs)
+        first, second, third = ((parse_iso_ms(a), parse_iso_ms(b)) for a, b in runs)
+        assert first[1] - first[0] == backfill_module.FIRST_DAYS * DAY_S * 1000
+        assert second[1] == first[0] and third[1] == second[0]
+        assert 1 < (second[1] - second[0]) / (DAY_S * 1000) < 7  # ~3,000 rows: sized by rows
+        failing.clear()
+        runs.clear()
+        rerun = backfill("sessionvision", begin, end, None, None)
+    finally:
+        sessionvision.before_request = None
+    assert rerun.ok, rerun.error
+    days_done = (first[1] - second[0]) // (DAY_S * 1000)
+    assert rerun.skipped == days_done, rerun
+    assert parse_iso_ms(runs[0][1]) == third[1], "the failed run is read again, first"
+    assert all(parse_iso_ms(b) <= second[0] for _, b in runs), "a finished day read again"
+    assert_equals_truth(sessionvision)

@@ -66,10 +66,14 @@ class _Project(scan.Partition):
     """One project within one run. The token is the same for every project, so a 401 fails
     the run; a project it may not read (403) or that does not exist (404) fails alone."""
 
-    def __init__(self, project_id: str, client: ApiClient, windowed: bool) -> None:
+    def __init__(self, project_id: str, client: ApiClient,
+                 until: Optional[datetime] = None) -> None:
         super().__init__(project_id, client, f"{SOURCE} project {project_id}",
                          refused_by=PARTITION_STATUSES - {401})
-        self.windowed = windowed  # a backfill window: only what its events touch is refreshed
+        # a backfill window's end: only what its events touch is refreshed, and no session
+        # they touch starts later
+        self.until = until
+        self.windowed = until is not None
 
     @property
     def path(self) -> str:
@@ -183,7 +187,8 @@ def sessionvision_source(
     except (TypeError, ValueError) as exc:
         raise SyncError(f"{SOURCE}: backfill window is invalid: {exc}") from None
     client = make_client(base_url, api_token, http)
-    projects = [_Project(str(pid), client, windowed=bool(bounds)) for pid in project_ids]
+    projects = [_Project(str(pid), client, bounds[1] if bounds else None)
+                for pid in project_ids]
     touched: Handoff[_Touched] = Handoff(SOURCE, "events")
 
     def table(name: str, schema: pa.Schema, key: Any = "id") -> Any:
@@ -292,6 +297,8 @@ def _changed_by_event(client: ApiClient, project: _Project, st: Dict[str, Any], 
         if not first_run and kind == "sessions" and times:
             params["date_from"] = format_ms(min(times) - timedelta(
                 hours=SESSION_SPAN_HOURS, minutes=SESSION_TIMEOUT_MINUTES))
+            if project.until is not None:  # not the sessions of every later window too
+                params["date_to"] = format_ms(project.until)
         wanted, listed = set(due or ()), set[str]()
         for page in NextCursorPaginator(client, f"{project.path}/{kind}", params).pages():
             rows = [r for r in page if first_run or r[key] in wanted]

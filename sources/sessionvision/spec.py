@@ -12,6 +12,7 @@ SPEC = SourceSpec(
                "action_definitions"),
     high_water={"events": "timestamp", "sessions": "end_time"},
     backfill=("events", "sessions", "persons"),
+    new_only=("events",),
     partition="project",
     freshness=(
         Freshness(

@@ -1,0 +1,89 @@
+"""Peak RSS of a default sessionvision backfill, per phase, in one process.
+
+    .venv/bin/python -m bench.memory_phases --events 1000000 --destination duckdb
+
+Serves a world as `bench.whole` does, runs `pipelines.backfill.backfill` over the same
+31-day window with default chunking, and samples this process's RSS every 20 ms, filed
+under the phase running then: dlt's extract, normalize and load, the run log, the BI copy,
+or anything else (`other`: source setup, read-backs, state). Prints the peak per phase.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import resource
+import tempfile
+import threading
+import time
+from typing import Any, Callable, Dict, List
+
+from bench.compare import WINDOW, _source_env
+from bench.whole import serve
+
+
+def _rss_mb() -> int:
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith("VmRSS"):
+                return int(line.split()[1]) // 1024
+    return 0
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--events", type=int, default=1_000_000)
+    parser.add_argument("--destination", default="duckdb", choices=["duckdb", "parquet"])
+    args = parser.parse_args()
+    server, url = serve(args.events)
+    tmp = tempfile.mkdtemp()
+    os.environ.update(SESSIONSYNC__PIPELINES_DIR=f"{tmp}/pipelines",
+                      SESSIONSYNC__WAREHOUSE=f"{tmp}/w.duckdb",
+                      SESSIONSYNC__FILE_WAREHOUSE=f"{tmp}/files", RUNTIME__LOG_LEVEL="WARNING",
+                      **_source_env("sessionvision", url))
+    import dlt
+
+    import pipelines.backfill as backfill
+    from pipelines import runlog
+
+    phase: List[str] = ["other"]
+    peaks: Dict[str, int] = {}
+
+    def sample() -> None:
+        while True:
+            peaks[phase[0]] = max(peaks.get(phase[0], 0), _rss_mb())
+            time.sleep(0.02)
+
+    def tag(owner: Any, name: str, label: str) -> None:
+        original: Callable[..., Any] = getattr(owner, name)
+
+        def tagged(*a: Any, **k: Any) -> Any:
+            before, phase[0] = phase[0], label
+            try:
+                return original(*a, **k)
+            finally:
+                phase[0] = before
+        setattr(owner, name, tagged)
+
+    for step in ("extract", "normalize", "load"):
+        tag(dlt.Pipeline, step, step)
+    tag(runlog, "high_water_marks", "run log")
+    tag(runlog, "write", "run log")
+    tag(backfill, "publish_bi_copy", "bi copy")
+    print(f"after imports: {_rss_mb()} MB", flush=True)
+    threading.Thread(target=sample, daemon=True).start()
+    try:
+        result = backfill.backfill("sessionvision", WINDOW[0], WINDOW[1], None, None,
+                                   args.destination)
+    finally:
+        assert server.stdin is not None
+        server.stdin.close()
+        server.wait()
+    assert result.ok, result.error
+    print(f"{args.events} events -> {args.destination}: {result.rows}")
+    print("peak RSS MB per phase: " + ", ".join(f"{k} {v}" for k, v in sorted(peaks.items())))
+    print(f"peak RSS MB: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024}")
+
+
+if __name__ == "__main__":
+    main()

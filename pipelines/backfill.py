@@ -103,6 +103,11 @@ def backfill(source: str, start: str, end: Optional[str], chunk: Optional[str],
         size = timedelta(seconds=parse_duration(chunk, "--chunk")) if chunk else DAY
         chunks = plan(lo, hi, size)
         only = list(resources or windowed)
+        for resource in only:
+            needed = SOURCES[source].needs.get(resource)
+            if needed and needed not in only:
+                raise SyncError(f"backfill: {source} reads {resource} for the {needed} a window "
+                                f"loads; add --resource {needed}")
         job = f"{lo.isoformat()}/{size.total_seconds():g}s/{','.join(sorted(only))}"
         location = resolve_location(destination, warehouse)
         name = f"sessionsync_{source}_backfill"

@@ -253,12 +253,17 @@ def delta_sources(location: Location, database: Path) -> None:
         if isinstance(location, str):
             remote.attach_s3(con, location)
             kind = "TABLE"
+        present = set()
         for schema, table, path in delta_tables(location):
             if f"{schema}.{table}" not in wanted:
                 continue
+            present.add(f"{schema}.{table}")
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
             con.execute(f'CREATE OR REPLACE {kind} "{schema}"."{table}" AS '
                         f"SELECT * FROM delta_scan({remote.sql_string(path)})")
+        for gone in sorted(wanted - present):  # reset since the last build: not a stale copy
+            schema, table = gone.split(".", 1)
+            con.execute(f'DROP {kind} IF EXISTS "{schema}"."{table}"')
 
 
 def publish_marts(location: str, database: Optional[Path]) -> None:

@@ -54,6 +54,9 @@ class SourceSpec:
             does not hold (immutable records, less the ids already loaded in the window,
             read under the source's lock): a backfill appends them instead of merging, since
             a merge compares every row with the whole table, a cost that grows with history.
+        needs: resource -> the resource whose output it reads in the same run (a backfill
+            selecting the first without the second would load nothing and mark the window
+            done, so it is refused).
         partition: what fails alone when the API refuses it ("organization", "tenant",
             "project"), or None when the source has no partitions.
         freshness: the README's freshness table (`python -m sources.spec` writes it there).
@@ -65,11 +68,13 @@ class SourceSpec:
     high_water: Mapping[str, str] = field(default_factory=dict)
     backfill: Tuple[str, ...] = ()
     new_only: Tuple[str, ...] = ()
+    needs: Mapping[str, str] = field(default_factory=dict)
     partition: Optional[str] = None
     freshness: Tuple[Freshness, ...] = ()
 
     def __post_init__(self) -> None:
-        for resource in (*self.high_water, *self.backfill, *self.new_only):
+        for resource in (*self.high_water, *self.backfill, *self.new_only, *self.needs,
+                         *self.needs.values()):
             if resource not in self.resources:
                 raise ValueError(f"{self.name}: spec names resource {resource!r}, which is "
                                  f"not one of its resources {self.resources}")

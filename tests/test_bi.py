@@ -14,6 +14,7 @@ from tests.bi import (
     World,
     assert_marts_equal_truth,
     late_data_then_incremental_equals_rebuild,
+    query,
 )
 from tests.conftest import Receiver, run_cli
 
@@ -110,3 +111,15 @@ def test_transform_without_synced_tables_says_so(tmp_path: Path) -> None:
     assert done.stderr.strip().splitlines()[-1] == (
         f"error: transform: no synced tables in {tmp_path / 'files'}; run `sessionsync sync` "
         "first")
+
+
+def test_transform_after_a_reset_builds(world: World) -> None:
+    """`reset` writes run-log rows with status `reset`; the models must accept them."""
+    assert run_cli("sync").returncode == 0
+    done = run_cli("reset", "tagbase", "--yes")
+    assert done.returncode == 0, done.stderr
+    built = run_cli("transform")
+    assert built.returncode == 0, built.stdout + built.stderr
+    assert ("tagbase", "reset") in {
+        (r[0], r[1]) for r in query("duckdb", "SELECT source_name, last_status FROM "
+                                              "bi.resource_freshness")}

@@ -375,3 +375,38 @@ def test_default_backfill_runs_days_sized_by_rows_and_resumes_by_the_day(
     assert parse_iso_ms(runs[0][1]) == third[1], "the failed run is read again, first"
     assert all(parse_iso_ms(b) <= second[0] for _, b in runs), "a finished day read again"
     assert_equals_truth(sessionvision)
+
+
+def test_a_project_refused_while_its_sessions_are_read_loses_none_of_them(
+        sessionvision: SessionVisionApi) -> None:
+    """Events load and their checkpoint moves; the project's sessions are then refused (403).
+    The next runs find those events already loaded, so only what the failed run kept due
+    can bring their sessions in."""
+    assert sync_source("sessionvision").ok
+    sessionvision.advance(DAY_S / 2)
+    project, route = PROJECTS[0], sessionvision.route
+
+    def refuse_sessions(request: Any) -> Any:
+        if request.path.startswith(f"/api/v1/projects/{project}/sessions"):
+            return sessionvision.error(403, "", f"Insufficient permissions for project {project}")
+        return route(request)
+
+    sessionvision.route = refuse_sessions  # type: ignore[method-assign]
+    partial = sync_source("sessionvision")
+    assert not partial.ok and f"project {project}" in (partial.error or "")
+    sessionvision.route = route  # type: ignore[method-assign]
+    assert sync_source("sessionvision").ok
+    sessionvision.advance(2 * 3600)
+    assert sync_source("sessionvision").ok
+    assert_equals_truth(sessionvision)
+
+
+def test_a_backfill_of_sessions_without_events_is_refused(sessionvision: SessionVisionApi) -> None:
+    """Sessions and persons are read for the events a window loads: alone they would load
+    nothing and mark the window done."""
+    end = sessionvision.now_ms
+    done = run_cli("backfill", "sessionvision", "--start", iso_ms(end - 3 * DAY_S * 1000),
+                   "--end", iso_ms(end), "--chunk", "1d", "--resource", "sessions")
+    assert done.returncode == 1, done.stdout + done.stderr
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "--resource events" in lines[0], done.stderr

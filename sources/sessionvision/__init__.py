@@ -289,6 +289,10 @@ def _changed_by_event(client: ApiClient, project: _Project, st: Dict[str, Any], 
     first_run = not st.get("loaded") and not project.windowed
     if not first_run and due is None:  # `events` not selected: nothing is known to be due
         return
+    if not first_run:  # due in a run refused before it read them: the events that named
+        # them are loaded now, so no later handoff names them again
+        due = set(due or ()) | set(st.get("pending", ()))
+        st["pending"] = sorted(due)
     if first_run or len(due or ()) > BY_ID_MAX:
         params = dict(list_params)
         # sessions due for an event started a day before it at most; those maybe open
@@ -312,6 +316,7 @@ def _changed_by_event(client: ApiClient, project: _Project, st: Dict[str, Any], 
     changed = known.changed(_table(rows, project.id, schema))
     if changed is not None:
         yield changed
+    st.pop("pending", None)
     st["loaded"] = True
 
 

@@ -13,6 +13,7 @@ SPEC = SourceSpec(
     high_water={"events": "timestamp", "sessions": "end_time"},
     backfill=("events", "sessions", "persons"),
     new_only=("events",),
+    needs={"sessions": "events", "persons": "events"},
     partition="project",
     freshness=(
         Freshness(

@@ -10,7 +10,7 @@ rounds use too).
   its high-water column a timestamp; a second run with nothing new writes nothing.
 - A run killed (SIGKILL) at a random request, then run again, equals the truth.
 - A refused partition (organization, tenant, project) fails alone: one line naming it, exit 1,
-  the others loaded, and its own state untouched so a later run loads it whole. A source
+  the others loaded, and a later run loads it whole. A source
   without partitions (`SourceSpec.partition` is None: Tagbase, one account) has no such
   case; a refused key fails its whole run, which the credentials test covers.
 - Bad credentials: one line, exit 1, the secret nowhere, nothing advanced.

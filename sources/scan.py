@@ -4,8 +4,9 @@ A source reads per partition (a Session Services tenant, a Mobile Next organizat
 sessionvision project), each with its own id, state and standing. An API that refuses one
 partition (a revoked token, a project that is gone) must not stop the others: the refused
 partition is reported (`sources.partitions`), its checkpoints move no further than the rows
-read before the refusal, the others load, and the runner then fails the run. This module owns those mechanics, so a source keeps only
-its API's quirks: how it plans a partition's window, builds a request, reads a page.
+read before the refusal, the others load, and the runner then fails the run. This module owns
+those mechanics, so a source keeps only its API's quirks: how it plans a partition's window,
+builds a request, reads a page.
 
 - `Partition`: id, client, the statuses that refuse it alone, and whether it has failed.
 - `each()`: a resource's reads, partition after partition, each under its partition's guard.

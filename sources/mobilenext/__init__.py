@@ -21,7 +21,7 @@ from sources import partitions, scan
 from sources.changes import Known, mark_deleted
 from sources.errors import SyncError
 from sources.hints import MERGE
-from sources.http import ApiClient, HttpConfig
+from sources.http import PARTITION_STATUSES, ApiClient, HttpConfig
 from sources.loaded import read_loaded, sql_literal, sql_timestamp
 from sources.mobilenext.client import SOURCE, TieSafeBeforePaginator, make_client
 from sources.mobilenext.settings import API_PREFIX, MAX_PAGE_SIZE, SESSION_SCHEMA
@@ -93,7 +93,10 @@ def mobilenext_source(
             selected = orgs.selected()
             now = client.server_time()  # before any scan starts: a conservative "scanned at"
             scans = [_OrgScan(scan.Partition(org["id"], client,
-                                             f"{SOURCE}: organization {org['id']}"),
+                                             f"{SOURCE}: organization {org['id']}",
+                                             # one key reads every organization: a 401
+                                             # fails the run, not one organization
+                                             PARTITION_STATUSES - {401}),
                               state, now, start, bounds, float(reconcile_every_hours),
                               int(page_size)) for org in selected]
             yield from scan.run(scans, int(concurrency))

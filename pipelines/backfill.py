@@ -19,7 +19,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Callable, Dict, Iterator, List, Optional, Sequence
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence
 
 import dlt
 from dlt.sources import DltResource
@@ -28,7 +28,7 @@ from pipelines import sharing
 from pipelines.aftermath import publish_bi_copy
 from pipelines.lock import LockedError, warehouse_lock
 from pipelines.registry import SOURCES
-from pipelines.run import SyncResult, make_pipeline, one_line_error, sync_locked
+from pipelines.run import SyncResult, make_pipeline, one_line_error, sync_locked, write_log
 from pipelines.status import parse_duration
 from pipelines.warehouse import resolve_location
 from sources import partitions
@@ -119,6 +119,7 @@ def backfill(source: str, start: str, end: Optional[str], chunk: Optional[str],
                     source, destination, warehouse, name), source), source, job)
             days = FIRST_DAYS if chunk is None else 1  # grid chunks per run
             n = 0
+            log_rows: List[Dict[str, Any]] = []  # every run's, appended once at the end
             while n < len(chunks):
                 if chunks[n].key in done:
                     n += 1
@@ -131,6 +132,7 @@ def backfill(source: str, start: str, end: Optional[str], chunk: Optional[str],
                 run = sync_locked(source, destination, warehouse, location, mode, name,
                                   only=only, extra=_progress_marker(job, [c.key for c in group]),
                                   new_only=SOURCES[source].new_only, publish=False,
+                                  log_rows=log_rows,
                                   duckdb_memory=None if chunk else ROW_SIZED_DUCKDB_MEMORY,
                                   window=[piece.start.isoformat(), piece.end.isoformat()])
                 n += len(group)
@@ -145,8 +147,9 @@ def backfill(source: str, start: str, end: Optional[str], chunk: Optional[str],
                 if chunk is None:
                     per_day = sum(run.rows.values()) / ((piece.end - piece.start) / DAY)
                     days = max(1, int(LOAD_ROWS / per_day)) if per_day else days * 2
-            if loaded:  # the BI copy once, not once per chunk: it copies the whole file
-                with sharing.warehouse_access(source, destination, location):
+            with sharing.warehouse_access(source, destination, location):
+                write_log(log_rows, source, destination, location)
+                if loaded:  # the BI copy once, not once per chunk: it copies the whole file
                     publish_bi_copy(destination, location)
         return result
     except LockedError as exc:

@@ -85,7 +85,8 @@ def sync_locked(source: str, destination: str, warehouse: Optional[str], locatio
                 mode: str, pipeline_name: Optional[str] = None,
                 only: Optional[Sequence[str]] = None, extra: Optional[DltResource] = None,
                 new_only: Sequence[str] = (), publish: bool = True,
-                duckdb_memory: Optional[str] = None, **source_args: Any) -> SyncResult:
+                duckdb_memory: Optional[str] = None,
+                log_rows: Optional[List[Dict[str, Any]]] = None, **source_args: Any) -> SyncResult:
     """One run of a source whose lock the caller holds; logged to the run log.
 
     `pipeline_name` gives a run its own dlt state (backfill), `only` selects resources,
@@ -95,11 +96,13 @@ def sync_locked(source: str, destination: str, warehouse: Optional[str], locatio
     `window`). The run holds the warehouse (`pipelines.sharing`, waiting while another
     process uses it), then publishes the BI copy (unless `publish` is False: the caller
     publishes once after many runs), records schema changes, logs a line per resource and
-    alerts on a failure. `duckdb_memory`: see `make_pipeline`.
+    alerts on a failure. `duckdb_memory`: see `make_pipeline`. `log_rows`: the run's run log
+    rows are added to this list instead of written (without high-water marks); the caller
+    writes them, with the marks, once for many runs (`write_log`).
     """
     with sharing.warehouse_access(source, destination, location):
         result = _run_locked(source, destination, warehouse, location, mode, pipeline_name,
-                             only, extra, new_only, duckdb_memory, **source_args)
+                             only, extra, new_only, duckdb_memory, log_rows, **source_args)
         aftermath.after_run(result, destination, location, publish)
     return result
 
@@ -108,6 +111,7 @@ def _run_locked(source: str, destination: str, warehouse: Optional[str], locatio
                 mode: str, pipeline_name: Optional[str] = None,
                 only: Optional[Sequence[str]] = None, extra: Optional[DltResource] = None,
                 new_only: Sequence[str] = (), duckdb_memory: Optional[str] = None,
+                log_rows: Optional[List[Dict[str, Any]]] = None,
                 **source_args: Any) -> SyncResult:
     """The run itself: extract, normalize and load, then its run log rows."""
     run_id = uuid.uuid4().hex
@@ -163,11 +167,23 @@ def _run_locked(source: str, destination: str, warehouse: Optional[str], locatio
     result.pages = sum(c["pages"] for c in counts.values())
     result.run_id, result.resources, result.schema_changes = run_id, resources, changes
     status = "ok" if result.ok else ("partial" if result.rows else "failed")
-    marks = runlog.high_water_marks(source, destination, location)
-    runlog.write(runlog.run_rows(run_id, source, resources, mode, started,
-                                 datetime.now(UTC), status, rows, counts, marks, result.error),
-                 source, destination, location)
+    entries = runlog.run_rows(run_id, source, resources, mode, started, datetime.now(UTC),
+                              status, rows, counts, {}, result.error)
+    if log_rows is None:
+        write_log(entries, source, destination, location)
+    else:
+        log_rows.extend(entries)
     return result
+
+
+def write_log(entries: List[Dict[str, Any]], source: str, destination: str,
+              location: Location) -> None:
+    """Append run log rows with the high-water marks the warehouse holds now."""
+    if not entries:
+        return
+    marks = runlog.high_water_marks(source, destination, location)
+    runlog.write([{**e, "high_water_mark": marks.get(e["resource"])} for e in entries],
+                 source, destination, location)
 
 
 def _reads_back(pipeline: dlt.Pipeline, table: str) -> bool:

@@ -1,8 +1,9 @@
 """The run log: a row per resource per run in the table `sessionsync_ops.sessionsync_runs`.
 
-Every run (manual `sync`, scheduled, `backfill`) appends its rows after it ends, under the
-source's write lock, as one append of its own (see `write`). Nothing secret is written:
-errors are the same one-line, redacted messages the CLI prints.
+Every run (manual `sync`, scheduled) appends its rows after it ends, under the source's write
+lock, as one append of its own (see `write`); a `backfill` appends the rows of all its runs
+once, when it ends (an append costs a warehouse connection and commit, ~0.1-1 s). Nothing
+secret is written: errors are the same one-line, redacted messages the CLI prints.
 """
 
 from __future__ import annotations

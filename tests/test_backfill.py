@@ -13,7 +13,7 @@ from pipelines.warehouse import resolve_location
 from sandbox.core import iso_ms, parse_iso_ms
 from sandbox.mobilenext import DAY_MS, MobileNextApi
 from sandbox.serve import START
-from tests.conftest import assert_equals_truth, loaded_sessions, run_cli
+from tests.conftest import assert_equals_truth, loaded_sessions, run_cli, runs
 
 
 def _done(out: str) -> int:
@@ -98,3 +98,22 @@ def test_backfill_end_inside_a_millisecond_marks_nothing_deleted(
     assert not marked, f"{len(marked)} live sessions marked deleted, e.g. {marked[:2]}"
     assert boundary <= loaded.keys()
     assert_equals_truth(mobilenext)
+
+
+def test_backfill_logs_each_run_with_its_rows_and_the_high_water_mark(
+        mobilenext: MobileNextApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    # A backfill appends its runs' log rows once, at its end: every run is still there, with
+    # the rows it loaded and the high-water mark of what the warehouse holds.
+    start = parse_iso_ms(START)
+    monkeypatch.setenv("SOURCES__MOBILENEXT__START_DATE", iso_ms(start - 10 * DAY_MS))
+    proc = run_cli("backfill", "mobilenext", "--start", iso_ms(start - 10 * DAY_MS),
+                   "--end", iso_ms(start), "--chunk", "4d")
+    assert proc.returncode == 0, proc.stderr
+    logged = runs("mobilenext")
+    assert [(r["mode"], r["status"], r["resource"]) for r in logged] == \
+        [("backfill", "ok", "sessions")] * 3, logged
+    assert len({r["run_id"] for r in logged}) == 3
+    sessions = loaded_sessions()
+    assert sum(r["rows_loaded"] for r in logged) == len(sessions) > 0
+    newest = max(s["created_at"] for s in sessions.values())
+    assert {r["high_water_mark"] for r in logged} == {newest}

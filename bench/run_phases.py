@@ -96,6 +96,8 @@ def main() -> None:
     try:
         result = backfill.backfill("sessionvision", WINDOW[0], WINDOW[1], args.chunk, None,
                                    args.destination, on_chunk=on_chunk)
+        after = " ".join(f"{k} {v:.2f}" for k, v in sorted(spent.items()))
+        print(f"after the runs: {after}")  # the backfill's run log append, the BI copy
         print(f"total {time.perf_counter() - t0:.2f} s, ok {result.ok}, {result.rows}, "
               f"load average {os.getloadavg()[0]:.1f}")
     finally:

@@ -12,7 +12,7 @@ import dlt
 from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.sources import DltResource
 
-from pipelines import aftermath, memory, runlog, schema_changes, settings, sharing
+from pipelines import aftermath, runlog, schema_changes, settings, sharing
 from pipelines.lock import LockedError, warehouse_lock
 from pipelines.registry import source_factory
 from pipelines.warehouse import (
@@ -115,7 +115,6 @@ def sync_locked(source: str, destination: str, warehouse: Optional[str], locatio
         result = _run_locked(source, destination, warehouse, location, mode, pipeline_name,
                              only, extra, new_only, duckdb_memory, **source_args)
         aftermath.after_run(result, destination, location, publish)
-    memory.release()  # what the run freed, so a long backfill's memory does not grow
     return result
 
 

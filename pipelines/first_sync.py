@@ -14,7 +14,9 @@ limit. For a source whose spec has `history` and `backfill` resources, a first s
    became visible during the backfill is loaded, and the watermark it keeps comes from its
    own first response, as on every run.
 
-A first sync is the scheduled pipeline's first: it holds no state of the source, locally or
+If the backfill fails (a partition refused, the API down), the rest is an ordinary first sync
+(one load, merged), which reports the failure as it always has. A first sync is the scheduled
+pipeline's first: it holds no state of the source, locally or
 (after a wiped working folder) in the warehouse. Anything else is an ordinary run.
 """
 
@@ -61,7 +63,11 @@ def load_history(source: str, destination: str, warehouse: Optional[str],
              start.isoformat(), now.isoformat())
     done = backfill(source, start.isoformat(), now.isoformat(), None, None, destination,
                     warehouse, mode=mode)
-    if not done.ok:
-        return SyncResult(source, ok=False, rows=done.rows, error=done.error,
-                          locked=done.locked), {}, done.rows
+    if done.locked:
+        return SyncResult(source, ok=False, error=done.error, locked=True), {}, {}
+    if not done.ok:  # e.g. a project refused: a backfill run fails as a whole, so the rest
+        # loads as an ordinary first sync, where a refused partition fails alone (merged
+        # over what the backfill loaded; a killed or rerun first sync resumes the backfill)
+        log.info("%s: first sync: %s; loading the rest in one run", source, done.error)
+        return None, {}, done.rows
     return None, {"since": now.isoformat()}, done.rows

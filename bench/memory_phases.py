@@ -11,6 +11,7 @@ or anything else (`other`: source setup, read-backs, state). Prints the peak per
 from __future__ import annotations
 
 import argparse
+import ctypes
 import os
 import resource
 import tempfile
@@ -28,6 +29,26 @@ def _rss_mb() -> int:
             if line.startswith("VmRSS"):
                 return int(line.split()[1]) // 1024
     return 0
+
+
+class _MallInfo2(ctypes.Structure):
+    _fields_ = [(n, ctypes.c_size_t) for n in ("arena", "ordblks", "smblks", "hblks", "hblkhd",
+                                                "usmblks", "fsmblks", "uordblks", "fordblks",
+                                                "keepcost")]
+
+
+def _heap_mb() -> str:
+    """The C heap (glibc malloc: in use / free but kept) and Arrow's pool, in MB."""
+    import pyarrow as pa
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        libc.mallinfo2.restype = _MallInfo2
+        info = libc.mallinfo2()
+        heap = (f"malloc in use {(info.uordblks + info.hblkhd) >> 20}, "
+                f"free kept {info.fordblks >> 20}")
+    except (OSError, AttributeError):
+        heap = "malloc n/a"
+    return f"{heap}, arrow {pa.total_allocated_bytes() >> 20}"
 
 
 def main() -> None:
@@ -70,6 +91,14 @@ def main() -> None:
     tag(runlog, "high_water_marks", "run log")
     tag(runlog, "write", "run log")
     tag(backfill, "publish_bi_copy", "bi copy")
+    run_one = backfill.sync_locked
+
+    def each_run(*a: Any, **k: Any) -> Any:
+        result = run_one(*a, **k)
+        print(f"after a run of {sum(result.rows.values())} rows: RSS {_rss_mb()} MB, "
+              f"{_heap_mb()}", flush=True)
+        return result
+    backfill.sync_locked = each_run  # type: ignore[assignment]
     print(f"after imports: {_rss_mb()} MB", flush=True)
     threading.Thread(target=sample, daemon=True).start()
     try:

@@ -66,14 +66,28 @@ def sync_source(source: str, destination: str = "duckdb", warehouse: Optional[st
                 mode: str = "manual") -> SyncResult:
     """Sync one source under its write lock; never raises, reports failures in the result.
 
-    A partition (tenant, organization, project) that fails is reported in `error` while the
-    others load; the result is then not ok, and `rows` counts what did load. The run is
-    appended to the run log (`sessionsync_ops.sessionsync_runs`) with `mode`.
+    A first sync of a source with a time filter loads its history in row-sized loads first
+    (`pipelines.first_sync`). A partition (tenant, organization, project) that fails is
+    reported in `error` while the others load; the result is then not ok, and `rows` counts
+    what did load. The run is appended to the run log (`sessionsync_ops.sessionsync_runs`)
+    with `mode`.
     """
+    from pipelines import first_sync  # it runs backfills, which run syncs
+
     try:
         location = resolve_location(destination, warehouse)
+        args: Dict[str, Any] = {}
+        history: Dict[str, int] = {}
+        if first_sync.is_first(source, destination, warehouse):
+            failed, args, history = first_sync.load_history(source, destination, warehouse,
+                                                            mode)
+            if failed is not None:
+                return failed
         with warehouse_lock(source, destination, location):
-            return sync_locked(source, destination, warehouse, location, mode)
+            result = sync_locked(source, destination, warehouse, location, mode, **args)
+        for table, rows in history.items():  # a first sync counts what its backfill loaded
+            result.rows[table] = result.rows.get(table, 0) + rows
+        return result
     except LockedError as exc:
         return SyncResult(source, ok=False, error=str(exc), locked=True)
     except Exception as exc:  # reported as one line; the traceback goes to the debug log

@@ -60,6 +60,11 @@ class SourceSpec:
         partition: what fails alone when the API refuses it ("organization", "tenant",
             "project"), or None when the source has no partitions.
         freshness: the README's freshness table (`python -m sources.spec` writes it there).
+        history: `"module:attr"` of a function (configured like the source) returning the
+            window `[start, end)` a first sync loads, `end` the API's clock read from a
+            response before any of the first sync's reads; a first sync of a source with
+            `history` and `backfill` loads that window as a default backfill (loads sized by
+            rows) and hands over to its incremental runs (`pipelines.first_sync`).
     """
 
     name: str
@@ -71,6 +76,7 @@ class SourceSpec:
     needs: Mapping[str, str] = field(default_factory=dict)
     partition: Optional[str] = None
     freshness: Tuple[Freshness, ...] = ()
+    history: Optional[str] = None
 
     def __post_init__(self) -> None:
         for resource in (*self.high_water, *self.backfill, *self.new_only, *self.needs,

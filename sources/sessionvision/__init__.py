@@ -30,6 +30,7 @@ import dlt
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
+from dlt.common.configuration import known_sections, with_config
 from dlt.sources import DltResource
 
 from sources import checkpoint, scan
@@ -96,17 +97,19 @@ class _EventScan(scan.Scan[_Project, Records]):
     the warehouse does not hold them yet."""
 
     def __init__(self, project: _Project, st: Dict[str, Any], start: datetime,
-                 bounds: Optional[List[datetime]], handoff: Handoff[_Touched]) -> None:
+                 bounds: Optional[List[datetime]], handoff: Handoff[_Touched],
+                 since: Optional[str] = None) -> None:
         super().__init__(project)
         self.st, self.handoff = st, handoff
         self.touched = touched = _Touched()
         self.started: Optional[datetime] = None  # server time of the first page
         self.lo, self.hi = start, None
+        checked = st.get("checked_at") or since  # `since`: a first sync's backfill read to it
         if bounds:
             self.bounded = True
             self.lo, self.hi = bounds[0], bounds[1]
-        elif st.get("checked_at") is not None:
-            touched.since = parse_ts(st["checked_at"])
+        elif checked is not None:
+            touched.since = parse_ts(checked)
             lookback = timedelta(hours=MAX_DELAY_HOURS, seconds=CLOCK_MARGIN_SECONDS)
             self.lo = max(start, touched.since - lookback)
         until = f" AND timestamp < {sql_timestamp(self.hi)}" if self.hi else ""
@@ -156,6 +159,7 @@ def sessionvision_source(
     http: HttpConfig = dlt.config.value,
     window: Optional[List[str]] = None,
     recheck_rows: int = RECHECK_ROWS,
+    since: Optional[str] = None,
 ) -> List[DltResource]:
     """Events, sessions, persons and definitions of every project in `project_ids`.
 
@@ -172,6 +176,11 @@ def sessionvision_source(
         recheck_rows: persons per project re-read each run by the rolling slice, which
             catches identification and properties set with no event: every person is
             re-read within `ceil(persons / recheck_rows) + 1` slice moves (see README).
+        since: ISO server time, for the run that takes over from a first sync's backfill
+            (`pipelines.first_sync`), which read every event and session before it: a
+            project with no state yet reads events as if its last run had started then,
+            and only the sessions those events touch; persons are read whole as on any
+            first run (their list has no time filter).
     """
     if not isinstance(recheck_rows, int) or recheck_rows < 1:
         raise SyncError(f"{SOURCE}: setting recheck_rows must be a whole number of at least 1, "
@@ -198,13 +207,15 @@ def sessionvision_source(
     def events() -> Iterator[pa.Table]:
         """New events of every project; projects are paged at once (`sources.scan`)."""
         states = scan.states("projects")
-        yield from scan.run([_EventScan(p, states.setdefault(p.id, {}), start, bounds, touched)
-                             for p in projects if not p.failed], concurrency)
+        yield from scan.run([_EventScan(p, states.setdefault(p.id, {}), start, bounds, touched,
+                                        since) for p in projects if not p.failed], concurrency)
 
     @table("sessions", SESSION_SCHEMA)
     def sessions() -> Iterator[pa.Table]:
         def read(project: _Project, st: Dict[str, Any]) -> Iterator[pa.Table]:
             news = touched.get(project.id)
+            if since and not project.windowed and news is not None:
+                st.setdefault("loaded", True)  # the backfill loaded those before `since`
             due, known = (news.sessions if news else None), Known(None)
             if due is not None and st.get("loaded"):
                 known = _maybe_open(project, news).without(due)
@@ -242,6 +253,30 @@ def sessionvision_source(
             definitions("property_definitions", "key", PROPERTY_DEFINITION_SCHEMA),
             definitions("action_definitions", "id", ACTION_DEFINITION_SCHEMA,
                         {"include_archived": "true"})]
+
+
+@with_config(sections=(known_sections.SOURCES, SOURCE))
+def history(base_url: str = "https://app.sessionvision.com", api_token: str = dlt.secrets.value,
+            project_ids: List[str] = dlt.config.value, start_date: str = "2024-01-01",
+            http: HttpConfig = dlt.config.value) -> Tuple[datetime, datetime]:
+    """What a first sync loads (configured as the source is): events and sessions from
+    `start_date` to the API's clock now, the `Date` of one small response (any status), read
+    before any of the first sync's reads, so the run that takes over from it (`since`) misses
+    nothing that becomes visible meanwhile."""
+    try:
+        start = parse_ts(start_date)
+    except (TypeError, ValueError) as exc:
+        raise SyncError(f"{SOURCE}: setting start_date is invalid: {exc}") from None
+    if not isinstance(project_ids, list) or not project_ids:
+        raise SyncError(f"{SOURCE}: project_ids must be a non-empty JSON list of project ids")
+    with make_client(base_url, api_token, http) as client:
+        try:
+            client.get_json(f"/api/v1/projects/{segment(str(project_ids[0]))}/"
+                            "action_definitions", {"limit": 1})
+        except ApiError:
+            if client.last_date is None:  # no answer at all: the run itself reports why
+                raise
+        return start, client.server_time()
 
 
 def _event_table(events: Records, project_id: str) -> pa.Table:

@@ -15,6 +15,7 @@ SPEC = SourceSpec(
     new_only=("events",),
     needs={"sessions": "events", "persons": "events"},
     partition="project",
+    history="sources.sessionvision:history",
     freshness=(
         Freshness(
             table="`events`",

@@ -444,3 +444,17 @@ def test_events_keep_their_columns_types_and_properties_text(
     for event_id, text in texts.items():
         assert text == orjson.dumps(truth[event_id]["properties"]).decode(), event_id
     assert sum('"Firefox ✓"' in text and "😀" in text for text in texts.values()) == 25
+
+
+def test_an_event_not_of_the_contracts_shape_fails_the_run_naming_it(
+        sessionvision: SessionVisionApi) -> None:
+    """An event whose field has another type than the contract's stops the run with one line
+    naming the field, at once (not retried), and nothing of the project is loaded."""
+    project = sessionvision.projects[PROJECTS[0]]
+    next(iter(project.events.values()))["distinct_id"] = 12345
+    result = sync_source("sessionvision")
+    assert not result.ok
+    assert "does not match the API's contract" in str(result.error), result.error
+    assert "distinct_id" in str(result.error) and "\n" not in str(result.error)
+    pages = math.ceil(len(project.events) / 1000)  # the list's pages, each read once at most
+    assert sessionvision.count(f"/api/v1/projects/{PROJECTS[0]}/events") <= pages

@@ -274,10 +274,9 @@ def _event_table(events: List[Event], project_id: str) -> pa.Table:
         "timestamp": arrow_times([e.timestamp for e in events]),
     }
     none = (None,) * len(PROMOTED)
-    values = zip(*(none if p is None else msgspec.structs.astuple(p) for p in promoted),
-                 strict=True)
-    for column, column_values in zip(PROMOTED.values(), values, strict=True):
-        columns[column] = _text_column(list(column_values))
+    rows = [none if p is None else msgspec.structs.astuple(p) for p in promoted]
+    for i, column in enumerate(PROMOTED.values()):
+        columns[column] = _text_column([row[i] for row in rows])
     properties = raw_text(raws)
     columns["properties"] = pc.if_else(pc.equal(properties, "null"), "{}", properties)
     return pa.table(columns, schema=EVENT_SCHEMA)

@@ -19,6 +19,7 @@ from typing import Any, Callable, Generator, Mapping, Optional
 from urllib.parse import quote
 
 import httpx
+import msgspec
 import orjson
 from dlt.common.configuration import configspec
 from dlt.common.configuration.specs import BaseConfiguration
@@ -155,12 +156,16 @@ class ApiClient:
         path: str,
         params: Optional[Mapping[str, Any]] = None,
         headers: Optional[Mapping[str, str]] = None,
+        decode: Callable[[bytes], Any] = orjson.loads,
     ) -> Any:
         """GET `path` and return its parsed JSON body, retrying what is transient.
 
+        `decode` parses the body: orjson by default, or a typed page decoder
+        (`sources.structs.page_decoder`).
+
         Raises:
-            ApiError: on 4xx other than 429, on a body that is not JSON after retries, or when
-                the retries are used up.
+            ApiError: on 4xx other than 429, on a body that is not JSON after retries, when
+                the retries are used up, or on a body not of the shape `decode` expects.
         """
         endpoint = f"GET {path}"
         attempt = 0
@@ -180,10 +185,14 @@ class ApiClient:
                 status = response.status_code
                 if status < 300:
                     try:
-                        body = orjson.loads(response.content)
+                        body = decode(response.content)
                         runstats.count("pages")
                         return body
-                    except orjson.JSONDecodeError:
+                    except msgspec.ValidationError as exc:  # JSON, records of another shape
+                        raise ApiError(self.source, endpoint, status,
+                                       f"response does not match the API's contract: {exc}"
+                                       ) from None
+                    except (orjson.JSONDecodeError, msgspec.DecodeError):
                         problem = "response body is not valid JSON"
                 elif status in RETRY_STATUSES:
                     problem = self._message(response)

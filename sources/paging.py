@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from typing import (
     Any,
+    Callable,
     Dict,
     Generator,
     Generic,
@@ -31,6 +32,8 @@ from typing import (
     Tuple,
     TypeVar,
 )
+
+import orjson
 
 from sources.errors import PaginationError
 from sources.http import ApiClient
@@ -47,13 +50,17 @@ class Paginator(Generic[T]):
         path: the list endpoint's path.
         params: query parameters of the first request.
         headers: extra headers sent on every request.
+        decode: parses each page's body (default: orjson; `sources.structs.page_decoder`
+            reads the records into typed structs).
     """
 
     items_key = "data"  # the page's list of records
 
     def __init__(self, client: ApiClient, path: str, params: Optional[Params] = None,
-                 headers: Optional[Mapping[str, str]] = None) -> None:
+                 headers: Optional[Mapping[str, str]] = None,
+                 decode: Optional[Callable[[bytes], Any]] = None) -> None:
         self.client, self.path = client, path
+        self.decode = decode or orjson.loads
         self.source, self.endpoint = client.source, f"GET {path}"
         self.first: Params = dict(params or {})
         self.headers = headers
@@ -79,7 +86,8 @@ class Paginator(Generic[T]):
         params: Optional[Params] = self.first
         while params is not None:
             seen.add(_key(params))
-            body = self.client.get_json(self.path, params=params, headers=self.headers)
+            body = self.client.get_json(self.path, params=params, headers=self.headers,
+                                        decode=self.decode)
             page, params = self.turn(self.items(body), body, params)
             if page is not None:
                 yield page

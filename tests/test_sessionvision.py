@@ -11,6 +11,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any, Dict, List, Tuple
 
+import orjson
 import pytest
 
 import pipelines.backfill as backfill_module
@@ -410,3 +411,50 @@ def test_a_backfill_of_sessions_without_events_is_refused(sessionvision: Session
     assert done.returncode == 1, done.stdout + done.stderr
     lines = done.stderr.strip().splitlines()
     assert len(lines) == 1 and "--resource events" in lines[0], done.stderr
+
+
+# Every column of `events` and its type, as every version so far has loaded it.
+EVENT_COLUMNS = {"id": "VARCHAR", "project_id": "VARCHAR", "event": "VARCHAR",
+                 "distinct_id": "VARCHAR", "session_id": "VARCHAR",
+                 "timestamp": "TIMESTAMP WITH TIME ZONE", "current_url": "VARCHAR",
+                 "browser": "VARCHAR", "device_type": "VARCHAR", "country": "VARCHAR",
+                 "referrer": "VARCHAR", "properties": "VARCHAR"}
+
+
+@pytest.mark.parametrize("destination", ["duckdb", "parquet"])
+def test_events_keep_their_columns_types_and_properties_text(
+        sessionvision: SessionVisionApi, destination: str) -> None:
+    """The events table is what earlier versions wrote: the same columns of the same types,
+    and `properties` as the compact JSON text of the API's object, byte for byte (escapes,
+    non-ASCII text, nested objects, numbers and booleans included)."""
+    project = sessionvision.projects[PROJECTS[0]]
+    odd = {"note": 'café "quoted" \\ back/slash \u2028 😀 <tag> ñ', "nested": {"a": [1, 2.5, None]},
+           "flag": False, "$browser": "Firefox ✓"}
+    for event in list(project.events.values())[:25]:  # before any is rendered
+        event["properties"] = {**event["properties"], **odd}
+    assert sync_source("sessionvision", destination).ok
+    assert_equals_truth(sessionvision, destination)
+    with connect(destination, resolve_location(destination, None)) as con:
+        types = dict(con.execute("SELECT column_name, column_type FROM (DESCRIBE "
+                                 "sessionvision.events)").fetchall())
+        texts = dict(con.execute("SELECT id, properties FROM sessionvision.events").fetchall())
+    assert types == EVENT_COLUMNS
+    truth = {e["id"]: e for p in PROJECTS for e in sessionvision.truth(p, "events")}
+    assert texts.keys() == truth.keys()
+    for event_id, text in texts.items():
+        assert text == orjson.dumps(truth[event_id]["properties"]).decode(), event_id
+    assert sum('"Firefox ✓"' in text and "😀" in text for text in texts.values()) == 25
+
+
+def test_an_event_not_of_the_contracts_shape_fails_the_run_naming_it(
+        sessionvision: SessionVisionApi) -> None:
+    """An event whose field has another type than the contract's stops the run with one line
+    naming the field, at once (not retried), and nothing of the project is loaded."""
+    project = sessionvision.projects[PROJECTS[0]]
+    next(iter(project.events.values()))["distinct_id"] = 12345
+    result = sync_source("sessionvision")
+    assert not result.ok
+    assert "does not match the API's contract" in str(result.error), result.error
+    assert "distinct_id" in str(result.error) and "\n" not in str(result.error)
+    pages = math.ceil(len(project.events) / 1000)  # the list's pages, each read once at most
+    assert sessionvision.count(f"/api/v1/projects/{PROJECTS[0]}/events") <= pages

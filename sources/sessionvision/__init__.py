@@ -24,9 +24,10 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Dict, Iterator, List, Optional, Set, Tuple, cast
 
 import dlt
+import msgspec
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -41,7 +42,14 @@ from sources.errors import ApiError, SyncError
 from sources.hints import MERGE
 from sources.http import PARTITION_STATUSES, ApiClient, HttpConfig, segment
 from sources.loaded import sql_literal, sql_timestamp
-from sources.sessionvision.client import SOURCE, NextCursorPaginator, make_client
+from sources.sessionvision.client import (
+    EVENT_PAGE,
+    PROMOTED_LIST,
+    SOURCE,
+    Event,
+    NextCursorPaginator,
+    make_client,
+)
 from sources.sessionvision.settings import (
     ACTION_DEFINITION_SCHEMA,
     BY_ID_MAX,
@@ -58,6 +66,7 @@ from sources.sessionvision.settings import (
     SESSION_SPAN_HOURS,
     SESSION_TIMEOUT_MINUTES,
 )
+from sources.structs import raw_text
 from sources.timeutil import arrow_times, format_ms, parse_ts
 
 Records = List[Dict[str, Any]]
@@ -91,7 +100,7 @@ class _Touched:
     since: Optional[datetime] = None  # `checked_at` before this run: earlier runs read after it
 
 
-class _EventScan(scan.Scan[_Project, Records]):
+class _EventScan(scan.Scan[_Project, List[Event]]):
     """One project's events in one run: a backfill window, or everything since the previous
     run's start less the 48-hour visibility delay (since `start_date` at first); written when
     the warehouse does not hold them yet."""
@@ -117,18 +126,18 @@ class _EventScan(scan.Scan[_Project, Records]):
                                 f"AND timestamp >= {sql_timestamp(self.lo)}{until}",
                                 compare=())
 
-    def pages(self) -> Iterator[Records]:
+    def pages(self) -> Iterator[List[Event]]:
         """The page stream, on a fan-out thread (it notes its own `started`)."""
         client = self.partition.client
         params = {"date_from": format_ms(self.lo),
                   **({"date_to": format_ms(self.hi)} if self.hi else {})}
-        for page in NextCursorPaginator(client, f"{self.partition.path}/events",
-                                        params).pages():
+        for page in NextCursorPaginator(client, f"{self.partition.path}/events", params,
+                                        decode=EVENT_PAGE).pages():
             if self.started is None:
                 self.started = client.server_time()  # this thread's own response
-            yield page
+            yield cast(List[Event], page)  # what EVENT_PAGE decodes
 
-    def take(self, page: Records) -> Optional[pa.Table]:
+    def take(self, page: List[Event]) -> Optional[pa.Table]:
         """The page's events the warehouse does not hold; notes their sessions and persons."""
         table = self.known.changed(_event_table(page, self.partition.id)) if page else None
         if table is None:
@@ -279,21 +288,32 @@ def history(base_url: str = "https://app.sessionvision.com", api_token: str = dl
         return start, client.server_time()
 
 
-def _event_table(events: Records, project_id: str) -> pa.Table:
-    """Events as Arrow: promoted `$` properties as columns, all properties as JSON text."""
+def _event_table(events: List[Event], project_id: str) -> pa.Table:
+    """Events as Arrow: promoted `$` properties as columns, all properties as JSON text.
+
+    The properties text is the API's own, as sent (no dict per event, no re-encoding);
+    an event without properties (absent or null) gets `{}`.
+    """
+    raws = [e.properties for e in events]
+    try:
+        promoted = PROMOTED_LIST.decode(b"[" + b",".join(raws) + b"]")
+    except msgspec.ValidationError as exc:
+        raise SyncError(f"{SOURCE}: an event's properties are not a JSON object ({exc})"
+                        ) from None
     columns: Dict[str, Any] = {
-        "id": [e["id"] for e in events],
+        "id": [e.id for e in events],
         "project_id": [project_id] * len(events),
-        "event": [e["event"] for e in events],
-        "distinct_id": [e["distinct_id"] for e in events],
-        "session_id": [e["session_id"] for e in events],
-        "timestamp": arrow_times([e["timestamp"] for e in events]),
+        "event": [e.event for e in events],
+        "distinct_id": [e.distinct_id for e in events],
+        "session_id": [e.session_id for e in events],
+        "timestamp": arrow_times([e.timestamp for e in events]),
     }
-    properties = [e.get("properties") or {} for e in events]
-    for key, column in PROMOTED.items():
-        columns[column] = _text_column([p.get(key) for p in properties])
-    columns["properties"] = pa.array([orjson.dumps(p) for p in properties],
-                                     pa.binary()).cast(pa.string())
+    none = (None,) * len(PROMOTED)
+    rows = [none if p is None else msgspec.structs.astuple(p) for p in promoted]
+    for i, column in enumerate(PROMOTED.values()):
+        columns[column] = _text_column([row[i] for row in rows])
+    properties = raw_text(raws)
+    columns["properties"] = pc.if_else(pc.equal(properties, "null"), "{}", properties)
     return pa.table(columns, schema=EVENT_SCHEMA)
 
 

@@ -2,14 +2,39 @@
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
+
+import msgspec
 
 from sources.errors import PaginationError
 from sources.http import ApiClient, BearerAuth, HttpConfig
 from sources.paging import Paginator
-from sources.sessionvision.settings import MAX_PAGE_SIZE
+from sources.sessionvision.settings import MAX_PAGE_SIZE, PROMOTED
+from sources.structs import page_decoder
 
 SOURCE = "sessionvision"
+
+
+class Event(msgspec.Struct):
+    """An event as the events list sends it: the fields the table needs, and `properties`
+    (an open-ended JSON object) kept as its JSON text, unread. A missing field fails the
+    page, as a missing key did; other fields the API adds are skipped."""
+
+    id: str
+    event: Optional[str]
+    distinct_id: Optional[str]
+    session_id: Optional[str]
+    timestamp: Optional[str]
+    properties: msgspec.Raw = msgspec.Raw(b"null")  # absent: no properties
+
+
+# The well-known properties promoted to columns, read out of an event's properties text; the
+# rest of the object is skipped unread. Fields are the column names, in `PROMOTED`'s order.
+Promoted = msgspec.defstruct("Promoted", [(column, Any, None) for column in PROMOTED.values()],
+                             rename={column: key for key, column in PROMOTED.items()})
+PROMOTED_LIST = msgspec.json.Decoder(List[Optional[Promoted]])  # type: ignore[valid-type]
+
+EVENT_PAGE = page_decoder(Event)
 
 
 def _error_message(body: Any) -> Optional[str]:
@@ -33,9 +58,10 @@ class NextCursorPaginator(Paginator[List[Dict[str, Any]]]):
     """
 
     def __init__(self, client: ApiClient, path: str,
-                 params: Optional[Dict[str, Any]] = None, start: Optional[str] = None) -> None:
+                 params: Optional[Dict[str, Any]] = None, start: Optional[str] = None,
+                 decode: Optional[Callable[[bytes], Any]] = None) -> None:
         super().__init__(client, path, {"limit": MAX_PAGE_SIZE, **(params or {}),
-                                        **({"cursor": start} if start else {})})
+                                        **({"cursor": start} if start else {})}, decode=decode)
         self.next_cursor = start
 
     def items(self, body: Any) -> List[Any]:

@@ -6,7 +6,8 @@ limit. For a source whose spec has `history` and `backfill` resources, a first s
 
 1. asks the source for the window `[start_date, the API's clock now)`, the clock read from a
    response before any of the reads below (`SourceSpec.history`);
-2. loads that window as a default backfill (`pipelines.backfill`: runs of about `LOAD_ROWS`
+2. loads that window as a default backfill of the spec's `backfill` resources less its
+   `reread` ones (`pipelines.backfill`: runs of about `LOAD_ROWS`
    rows, events appended, each day marked done with its rows, so a killed first sync resumes
    by the day);
 3. runs the source's scheduled pipeline once with `since` = that clock reading: it reads as
@@ -61,7 +62,9 @@ def load_history(source: str, destination: str, warehouse: Optional[str],
         return None, {}, {}
     log.info("%s: first sync: loading %s to %s in row-sized loads", source,
              start.isoformat(), now.isoformat())
-    done = backfill(source, start.isoformat(), now.isoformat(), None, None, destination,
+    spec = SOURCES[source]
+    only = [r for r in spec.backfill if r not in spec.reread]  # the hand-over reads those
+    done = backfill(source, start.isoformat(), now.isoformat(), None, only, destination,
                     warehouse, mode=mode)
     if done.locked:
         return SyncResult(source, ok=False, error=done.error, locked=True), {}, {}

@@ -65,6 +65,9 @@ class SourceSpec:
             response before any of the first sync's reads; a first sync of a source with
             `history` and `backfill` loads that window as a default backfill (loads sized by
             rows) and hands over to its incremental runs (`pipelines.first_sync`).
+        reread: backfill resources whose list has no time filter: the run that takes over
+            from a first sync's backfill reads them whole (as any first run does), so that
+            backfill leaves them out rather than page their list once per load.
     """
 
     name: str
@@ -77,10 +80,11 @@ class SourceSpec:
     partition: Optional[str] = None
     freshness: Tuple[Freshness, ...] = ()
     history: Optional[str] = None
+    reread: Tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for resource in (*self.high_water, *self.backfill, *self.new_only, *self.needs,
-                         *self.needs.values()):
+                         *self.needs.values(), *self.reread):
             if resource not in self.resources:
                 raise ValueError(f"{self.name}: spec names resource {resource!r}, which is "
                                  f"not one of its resources {self.resources}")

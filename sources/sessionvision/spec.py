@@ -16,6 +16,7 @@ SPEC = SourceSpec(
     needs={"sessions": "events", "persons": "events"},
     partition="project",
     history="sources.sessionvision:history",
+    reread=("persons",),
     freshness=(
         Freshness(
             table="`events`",

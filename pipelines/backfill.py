@@ -129,12 +129,16 @@ def backfill(source: str, start: str, end: Optional[str], chunk: Optional[str],
                     continue
                 group = _pending_run(chunks, n, days, done)
                 piece = Chunk(group[-1].start, group[0].end)
+                later = any(c.key not in done for c in chunks[n + len(group):])
+                # a source with `reread` resources reads them in the last load only
+                deferring = {"defer": later} if SOURCES[source].reread else {}
                 run = sync_locked(source, destination, warehouse, location, mode, name,
                                   only=only, extra=_progress_marker(job, [c.key for c in group]),
                                   new_only=SOURCES[source].new_only, publish=False,
                                   log_rows=log_rows,
                                   duckdb_memory=None if chunk else ROW_SIZED_DUCKDB_MEMORY,
-                                  window=[piece.start.isoformat(), piece.end.isoformat()])
+                                  window=[piece.start.isoformat(), piece.end.isoformat()],
+                                  **deferring)
                 n += len(group)
                 loaded = loaded or bool(run.rows)
                 for table, rows in run.rows.items():

@@ -67,7 +67,9 @@ class SourceSpec:
             rows) and hands over to its incremental runs (`pipelines.first_sync`).
         reread: backfill resources whose list has no time filter: the run that takes over
             from a first sync's backfill reads them whole (as any first run does), so that
-            backfill leaves them out rather than page their list once per load.
+            backfill leaves them out rather than page their list once per load; and a
+            backfill of several loads passes the source `defer=True` for every load but its
+            last, which reads the records those loads left due (kept in source state).
     """
 
     name: str

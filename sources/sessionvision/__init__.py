@@ -169,6 +169,7 @@ def sessionvision_source(
     window: Optional[List[str]] = None,
     recheck_rows: int = RECHECK_ROWS,
     since: Optional[str] = None,
+    defer: bool = False,
 ) -> List[DltResource]:
     """Events, sessions, persons and definitions of every project in `project_ids`.
 
@@ -190,6 +191,9 @@ def sessionvision_source(
             project with no state yet reads events as if its last run had started then,
             and only the sessions those events touch; persons are read whole as on any
             first run (their list has no time filter).
+        defer: for a backfill run that is not its last: the persons its events touch are
+            kept due in state (`pending`, committed with those events) for a later run,
+            so a backfill of many loads pages the persons list once, not once per load.
     """
     if not isinstance(recheck_rows, int) or recheck_rows < 1:
         raise SyncError(f"{SOURCE}: setting recheck_rows must be a whole number of at least 1, "
@@ -241,7 +245,7 @@ def sessionvision_source(
             rechecking = st.get("loaded") and not project.windowed
             yield from _changed_by_event(
                 client, project, st, "persons", news.persons if news else None, concurrency,
-                PERSON_SCHEMA, {}, news)
+                PERSON_SCHEMA, {}, news, defer=defer and project.windowed)
             if rechecking and news is not None:
                 yield from _recheck(client, project, st, "persons", recheck_rows,
                                     PERSON_SCHEMA, news)
@@ -329,7 +333,7 @@ def _text_column(values: List[Any]) -> pa.Array:
 def _changed_by_event(client: ApiClient, project: _Project, st: Dict[str, Any], kind: str,
                       due: Optional[Set[str]], concurrency: int, schema: pa.Schema,
                       list_params: Dict[str, Any], news: Optional[_Touched],
-                      known: Optional[Known] = None) -> Iterator[pa.Table]:
+                      known: Optional[Known] = None, defer: bool = False) -> Iterator[pa.Table]:
     """Sessions or persons touched by this run's new events (all of them on a first run),
     and any other `due` ones; a record due with no new event (its loaded row in `known`)
     is written only when it differs from that row. `news` is what `events` handed over
@@ -338,6 +342,7 @@ def _changed_by_event(client: ApiClient, project: _Project, st: Dict[str, Any], 
     Few: read each by id. Many: page the list and keep the due ones (sessions from a day
     before the earliest new event; a session that started earlier is then read by id). A
     record listed twice (moved during paging) is kept twice; the runner keeps the later.
+    `defer`: only note the due ones in state, for a later run to read.
     """
     key = "id" if kind == "sessions" else "distinct_id"
     known = known or Known(None)
@@ -348,6 +353,8 @@ def _changed_by_event(client: ApiClient, project: _Project, st: Dict[str, Any], 
         # them are loaded now, so no later handoff names them again
         due = set(due or ()) | set(st.get("pending", ()))
         st["pending"] = sorted(due)
+        if defer:
+            return
     if first_run or len(due or ()) > BY_ID_MAX:
         params = dict(list_params)
         # sessions due for an event started a day before it at most; those maybe open

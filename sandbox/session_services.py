@@ -426,6 +426,11 @@ class SessionServicesApi(EventWorld):
         from sandbox.core import parse_iso_ms
         return parse_iso_ms(value)
 
+    def edit_items(self, tenant_id: str, order_id: str, items: List[Dict[str, Any]]) -> None:
+        """Replace an order's lines (an exchange or a partial cancellation), moving its
+        `updatedAt` as every change does: nothing else signals it."""
+        self._touch(self.tenants[tenant_id].orders.by_id[order_id], items=items)
+
     # -- truth for tests ----------------------------------------------------------------------
     def truth(self, tenant_id: str, kind: str) -> List[Dict[str, Any]]:
         """Every record of a kind in a tenant, as the API would show it (deleted events too)."""

@@ -251,6 +251,12 @@ def session_services_truth(api: SessionServicesApi, destination: str = "duckdb",
             if table == "events":
                 assert (row["deleted_at"] is None) == ("deletedAt" not in record), rid
         everything[table] = rows
+    with connect(destination, resolve_location(destination, None)) as con:
+        lines = con.execute("SELECT order_id, line, admission_id, quantity, price "
+                            "FROM session_services.orders__items").fetchall()
+    want = [(o["id"], n, i["admissionId"], i["quantity"], i["price"])
+            for t in tenants for o in api.truth(t, "orders") for n, i in enumerate(o["items"])]
+    assert sorted(lines) == sorted(want), "orders__items differ from the orders' items"
     return everything
 
 

@@ -59,6 +59,96 @@ def test_parquet_warehouse_equals_truth(session_services: SessionServicesApi) ->
     assert_equals_truth(session_services, "parquet")
 
 
+TS = "TIMESTAMP WITH TIME ZONE"
+# The columns and types of the tables built as Arrow: the ones dlt gave them when it normalized
+# dicts, less dlt's `_dlt_id` / `_dlt_load_id`; `orders__items` is keyed by order id and line
+# (it was dlt's child table, joined by `_dlt_parent_id`; see the source README).
+COLUMNS = {
+    "orders": {
+        "id": "VARCHAR", "tenant_id": "VARCHAR", "event_id": "VARCHAR", "status": "VARCHAR",
+        "currency": "VARCHAR", **{money: "BIGINT" for money in (
+            "total", "gross", "base", "booking", "shipping", "discount", "refunded", "gateway",
+            "net")},
+        "customer__id": "VARCHAR", "customer__name": "VARCHAR", "customer__email": "VARCHAR",
+        "created_at": TS, "updated_at": TS},
+    "orders__items": {
+        "order_id": "VARCHAR", "line": "BIGINT", "tenant_id": "VARCHAR",
+        "admission_id": "VARCHAR", "section_id": "VARCHAR", "quantity": "BIGINT",
+        "price": "BIGINT"},
+    "tickets": {
+        "id": "VARCHAR", "tenant_id": "VARCHAR", "order_id": "VARCHAR", "event_id": "VARCHAR",
+        "admission_id": "VARCHAR", "section_id": "VARCHAR", "status": "VARCHAR",
+        "attendee__name": "VARCHAR", "attendee__email": "VARCHAR", "scanned_at": TS,
+        "created_at": TS, "updated_at": TS},
+}
+
+
+def test_orders_items_and_tickets_have_the_documented_columns_and_types(
+        session_services: SessionServicesApi) -> None:
+    assert sync_source("session_services").ok
+    con = connect("duckdb", resolve_location("duckdb", None))
+    for table, want in COLUMNS.items():
+        got = dict(con.execute(
+            "SELECT column_name, data_type FROM information_schema.columns "
+            "WHERE table_schema = 'session_services' AND table_name = ?", [table]).fetchall())
+        assert got == want, table
+    keys = con.execute(
+        "SELECT table_name, column_name FROM information_schema.columns WHERE table_schema = "
+        "'session_services' AND is_nullable = 'NO' ORDER BY 1, 2").fetchall()
+    assert {k for k in keys if k[0] in COLUMNS} == {
+        ("orders", "id"), ("orders__items", "line"), ("orders__items", "order_id"),
+        ("tickets", "id")}
+
+
+def _loaded_items(destination: str) -> Dict[tuple, tuple]:
+    """`orders__items` by (order id, line); a line loaded twice fails."""
+    found: Dict[tuple, tuple] = {}
+    with connect(destination, resolve_location(destination, None)) as con:
+        rows = con.execute("SELECT order_id, line, tenant_id, admission_id, section_id, "
+                           "quantity, price FROM session_services.orders__items").fetchall()
+    for order_id, line, *rest in rows:
+        assert (order_id, line) not in found, f"{order_id} line {line} loaded twice"
+        found[(order_id, line)] = tuple(rest)
+    return found
+
+
+def _true_items(api: SessionServicesApi) -> Dict[tuple, tuple]:
+    return {(o["id"], n): (t, i["admissionId"], i["sectionId"], i["quantity"], i["price"])
+            for t in TENANTS for o in api.truth(t, "orders") for n, i in enumerate(o["items"])}
+
+
+@pytest.mark.parametrize("destination", ["duckdb", "parquet", "postgres"])
+def test_order_whose_items_change_ends_with_exactly_its_new_lines(
+        session_services: SessionServicesApi, destination: str,
+        request: pytest.FixtureRequest) -> None:
+    if destination == "postgres":
+        request.getfixturevalue("postgres")
+    assert sync_source("session_services", destination).ok
+    assert _loaded_items(destination) == _true_items(session_services)
+    orders = session_services.truth(A, "orders")
+    two = [o for o in orders if len(o["items"]) >= 2]
+    one = [o for o in orders if len(o["items"]) == 1]
+    assert len(two) >= 2 and one, "the sandbox has no orders to edit"
+    shrunk, edited, grown = two[0], two[1], one[0]
+    session_services.edit_items(A, edited["id"], [
+        dict(i, quantity=i["quantity"] + 1, price=i["price"] + 100) for i in edited["items"]])
+    session_services.edit_items(A, grown["id"], grown["items"] + [
+        dict(grown["items"][0], sectionId="sec_balcony", quantity=3)])
+    if destination != "parquet":  # Delta upserts lines by key: see the source README
+        session_services.edit_items(A, shrunk["id"], shrunk["items"][-1:])
+    session_services.advance(60)
+
+    result = sync_source("session_services", destination)
+    assert result.ok, result.error
+    assert result.rows["orders"] >= 2
+    loaded = _loaded_items(destination)
+    want = _true_items(session_services)
+    for order in (shrunk, edited, grown):
+        assert ({k: v for k, v in loaded.items() if k[0] == order["id"]}
+                == {k: v for k, v in want.items() if k[0] == order["id"]}), order["id"]
+    assert loaded == want
+
+
 def test_incremental_sync_keeps_every_lifecycle_current(
         session_services: SessionServicesApi) -> None:
     assert sync_source("session_services").ok
@@ -127,7 +217,8 @@ def test_token_of_another_tenant_fails_that_tenant_only(session_services: Sessio
     assert {r["tenant_id"] for r in orders.values()} == {A}
     assert orders.keys() == {o["id"] for o in session_services.truth(A, "orders")}
     # B's state was not touched: a later run with the right token loads all of B
-    assert sync_source("session_services").ok
+    result = sync_source("session_services")
+    assert result.ok, result.error
     assert_equals_truth(session_services)
 
 

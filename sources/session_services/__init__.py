@@ -30,21 +30,25 @@ from functools import partial
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
 
 import dlt
+import pyarrow as pa
 from dlt.common.schema.typing import TColumnSchema
 from dlt.sources import DltResource
 
 from sources import checkpoint, scan
+from sources.batches import Batches
 from sources.depends import Handoff
 from sources.errors import SyncError
 from sources.hints import MERGE
 from sources.http import ApiClient, HttpConfig, segment
-from sources.session_services import recheck
+from sources.session_services import arrow, recheck
 from sources.session_services.client import SOURCE, AfterCursorPaginator, make_client
 from sources.session_services.settings import (
     LADDER_MAX,
     MUTABLE_DAYS,
     ORDER_READS_PER_EVENT,
+    ORDER_SCHEMA,
     SCAN_GRACE_HOURS,
+    TICKET_SCHEMA,
     WATERMARK_MARGIN_SECONDS,
 )
 from sources.timeutil import format_ms, parse_ts
@@ -103,10 +107,17 @@ def session_services_source(
         return dlt.resource(name=name, primary_key="id", write_disposition=MERGE,
                             columns=columns, **hints)
 
-    @table("orders", nested_hints={"items": dlt.mark.make_nested_hints(
-        columns={"section_id": {"name": "section_id", "data_type": "text"}})})
-    def orders() -> Iterator[Records]:
-        yield from each_tenant(lambda tenant, st: _orders(tenant, st, start, hours, changes))
+    def arrow_table(name: str, schema: pa.Schema) -> Any:
+        return dlt.resource(name=name, primary_key="id", write_disposition=MERGE,
+                            columns=schema)
+
+    @arrow_table("orders", ORDER_SCHEMA)
+    def orders() -> Iterator[pa.Table]:
+        """Orders with their `items` (split off into `orders__items` after de-duplication)."""
+        yield from _arrow_pages(each_tenant(
+            lambda tenant, st: _orders(tenant, st, start, hours, changes)), ORDER_SCHEMA, True)
+
+    orders.add_yield_map(_split_items)
 
     @table("events", ts=("entry_starts_at", "entry_ends_at", "publish_at", "deleted_at"),
            text=("location__state",))
@@ -144,14 +155,14 @@ def session_services_source(
                 for e, floor in due.items()])
         yield from each_tenant(read)
 
-    @table("tickets", ts=("scanned_at",), text=("section_id",))
-    def tickets() -> Iterator[Records]:
+    @arrow_table("tickets", TICKET_SCHEMA)
+    def tickets() -> Iterator[pa.Table]:
         def read(tenant: _Tenant, st: Dict[str, Any]) -> Iterator[Records]:
             reads, sweep = _ticket_reads(tenant, st, hours, changes)
             yield from _read_changed(tenant, st, sweep, [
                 ("/tickets", "tickets", params, floor, partial(_ticket_kept, start, reread))
                 for params, floor, reread in reads])
-        yield from each_tenant(read)
+        yield from _arrow_pages(each_tenant(read), TICKET_SCHEMA)
 
     return [orders, events, venues, admissions, tickets]
 
@@ -210,6 +221,32 @@ class _Tenant(scan.Partition):
                     found.update((r["id"], r) for r in records)
             self._events = list(found.values())
         return self._events
+
+
+def _arrow_pages(pages: Iterator[Records], schema: pa.Schema, with_items: bool = False
+                 ) -> Iterator[pa.Table]:
+    """Pages of records as `schema` tables (`arrow.py`), handed to dlt in batches."""
+    batches = Batches()
+    for records in pages:
+        if records:
+            batch = batches.add(arrow.page(records, schema, with_items))
+            if batch is not None:
+                yield arrow.typed(batch, schema)
+    rest = batches.flush()
+    if rest is not None:
+        yield arrow.typed(rest, schema)
+
+
+def _split_items(item: Any) -> Iterator[Any]:
+    """An orders batch without its `items`, then its lines for `orders__items`, merged the
+    way `orders` is (`arrow.items_for`)."""
+    if not isinstance(item, pa.Table):
+        yield item
+        return
+    rows, lines = arrow.split_items(item)
+    yield rows
+    if lines.num_rows:
+        yield arrow.items_for(dlt.current.source().resources["orders"], lines)
 
 
 def _changed(tenant: _Tenant, records: Records, since: Optional[str]) -> Records:

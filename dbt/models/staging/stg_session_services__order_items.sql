@@ -1,6 +1,7 @@
--- One row per order line (dlt's child table joined back to its order).
+-- One row per order line: `orders__items` is keyed by order id and line (the position in the
+-- order's `items` list), joined to its order for the event.
 SELECT
-    o.order_id || '/' || CAST(i._dlt_list_idx AS VARCHAR) AS order_item_id,
+    o.order_id || '/' || CAST(i.line AS VARCHAR) AS order_item_id,
     o.order_id,
     o.event_id,
     i.admission_id,
@@ -8,4 +9,4 @@ SELECT
     CAST(i.quantity AS BIGINT) AS quantity,
     CAST(i.price AS BIGINT) AS price
 FROM {{ source('session_services', 'orders__items') }} AS i
-JOIN {{ ref('stg_session_services__orders') }} AS o ON o._dlt_id = i._dlt_parent_id
+JOIN {{ ref('stg_session_services__orders') }} AS o ON o.order_id = i.order_id

@@ -18,6 +18,5 @@ SELECT
     CAST(gateway AS BIGINT) AS gateway,
     CAST(net AS BIGINT) AS net,
     CAST(created_at AS TIMESTAMPTZ) AS created_at,
-    CAST(updated_at AS TIMESTAMPTZ) AS updated_at,
-    _dlt_id
+    CAST(updated_at AS TIMESTAMPTZ) AS updated_at
 FROM {{ latest(source('session_services', 'orders'), 'id', 'updated_at DESC NULLS LAST') }} AS src

@@ -1,0 +1,138 @@
+"""Session Services pages as Arrow tables: one conversion per page, no dict per row for dlt.
+
+A record is camelCase JSON with nested objects (`customer`, `attendee`) and, on orders, an
+`items` list. `page()` converts a page in one call to Arrow in the record's shape (derived
+from the table's schema: `customer__email` is `customer.email`); `typed()` reads each column
+of a batch of pages by its path and parses its times in one vectorized cast.
+
+Order items stay in their order (a list column) until after the run's de-duplication
+(`sources.dedup`), so only the lines of an order's last copy are loaded; `split_items()` then
+makes them the `orders__items` table, keyed by order id and line (the position in `items`),
+and `items_for()` loads them so that an order's lines replace all its earlier ones.
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import Any, Dict, List, Sequence, Tuple
+
+import dlt
+import pyarrow as pa
+import pyarrow.compute as pc
+from dlt.sources import DltResource
+
+from sources.session_services.settings import ITEM_SCHEMA
+
+ITEMS = "items"
+ITEMS_TABLE = "orders__items"
+ITEM_KEY = ("order_id", "line")
+_FROM_ORDER = ("order_id", "line", "tenant_id")  # item columns taken from the order
+_ITEM_RECORD = pa.schema([f for f in ITEM_SCHEMA if f.name not in _FROM_ORDER])
+
+
+def page(records: Sequence[Dict[str, Any]], schema: pa.Schema, with_items: bool = False
+         ) -> pa.Table:
+    """A page of API records in the API's shape (one column per top-level field, times as
+    text), converted in one call; `typed()` makes a batch of such pages a `schema` table.
+
+    Raises `ValueError` (pyarrow's `ArrowInvalid` / `ArrowTypeError`) for a value of another
+    type than the schema's.
+    """
+    return pa.Table.from_struct_array(pa.array(records, type=_shape(schema, with_items)))
+
+
+def typed(raw: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Pages from `page()` as a table of `schema` (plus `items`, when the pages have it):
+    nested fields read by path, times parsed (text not ISO 8601 with `Z` raises
+    `ValueError`)."""
+    columns = [_column(raw, f) for f in schema]
+    fields = list(schema)
+    if ITEMS in raw.column_names:
+        columns.append(raw.column(ITEMS))
+        fields.append(raw.schema.field(ITEMS))
+    return pa.Table.from_arrays(columns, schema=pa.schema(fields))
+
+
+def split_items(orders: pa.Table) -> Tuple[pa.Table, pa.Table]:
+    """An orders table from `table(..., with_items=True)` without its `items` column, and
+    its lines as an `ITEM_SCHEMA` table (order id, line = position in the list)."""
+    lists = orders.column(ITEMS).combine_chunks()
+    parents = pc.list_parent_indices(lists)
+    flat = pc.list_flatten(lists)
+    lengths = pc.fill_null(pc.list_value_length(lists), 0)
+    starts = pc.subtract(pc.cumulative_sum(lengths), lengths)  # each list's first line
+    line = pc.subtract(pa.array(range(len(flat)), pa.int64()), pc.take(starts, parents))
+    columns: Dict[str, Any] = {
+        "order_id": pc.take(orders.column("id"), parents),
+        "line": line,
+        "tenant_id": pc.take(orders.column("tenant_id"), parents),
+    }
+    values = pa.Table.from_struct_array(flat)
+    for f in _ITEM_RECORD:
+        columns[f.name] = _column(values, f)
+    items = pa.Table.from_arrays([columns[n] for n in ITEM_SCHEMA.names], schema=ITEM_SCHEMA)
+    return orders.drop_columns([ITEMS]), items
+
+
+def items_for(orders: DltResource, lines: pa.Table) -> Any:
+    """`lines` (from `split_items`) marked for `orders__items`, written the way `orders` is.
+
+    Keyed by order id and line; merged by delete-insert (DuckDB, Postgres), the order id is
+    also the merge key, so a load deletes every line of each order it carries before
+    inserting the new ones: an order whose items changed keeps exactly its new lines. Delta
+    (upsert) replaces lines by key; see the README for a list that shrinks there.
+    """
+    disposition = orders.write_disposition
+    by_order = isinstance(disposition, dict) and disposition.get("strategy") == "delete-insert"
+    # A table variant starts from the resource's own hints (the orders columns): empty first.
+    orders.apply_hints(table_name=ITEMS_TABLE, columns={}, create_table_variant=True)
+    orders.apply_hints(table_name=ITEMS_TABLE, columns=ITEM_SCHEMA, primary_key=list(ITEM_KEY),
+                       merge_key="order_id" if by_order else "",
+                       write_disposition=disposition, create_table_variant=True)
+    return dlt.mark.with_table_name(lines, ITEMS_TABLE)
+
+
+@functools.cache
+def _shape(schema: pa.Schema, with_items: bool) -> pa.StructType:
+    """The struct type of an API record holding `schema`'s columns (and its `items`)."""
+    shape = _record_type(schema)
+    if with_items:
+        shape = pa.struct(list(shape) + [pa.field(ITEMS, pa.list_(_record_type(_ITEM_RECORD)))])
+    return shape
+
+
+def _record_type(schema: pa.Schema) -> pa.StructType:
+    """The struct type of an API record holding `schema`'s columns (times as text)."""
+    tree: Dict[str, Any] = {}
+    for f in schema:
+        *parents, leaf = _path(f.name)
+        node = tree
+        for name in parents:
+            node = node.setdefault(name, {})
+        node[leaf] = pa.string() if pa.types.is_timestamp(f.type) else f.type
+    return _struct(tree)
+
+
+def _struct(tree: Dict[str, Any]) -> pa.StructType:
+    return pa.struct([(k, _struct(v) if isinstance(v, dict) else v) for k, v in tree.items()])
+
+
+def _column(raw: pa.Table, field: pa.Field) -> pa.ChunkedArray:
+    """The column `field` of a table of raw records, times parsed."""
+    top, *rest = _path(field.name)
+    values = raw.column(top)
+    if rest:
+        values = pc.struct_field(values, rest)
+    if pa.types.is_timestamp(field.type):
+        return pc.cast(values, pa.timestamp("ms", tz="UTC")).cast(field.type)
+    return values
+
+
+def _path(column: str) -> List[str]:
+    """The record path of a column: `customer__email` -> [`customer`, `email`]."""
+    return [_camel(part) for part in column.split("__")]
+
+
+def _camel(name: str) -> str:
+    head, *rest = name.split("_")
+    return head + "".join(part.title() for part in rest)

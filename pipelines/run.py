@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any, Dict, List, Optional, Sequence
 
 import dlt
+from dlt.common.schema.exceptions import TablePropertiesConflictException
 from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.sources import DltResource
 
@@ -242,6 +243,11 @@ def one_line_error(source: str, exc: BaseException) -> str:
     setting = settings.config_error(source, chain)
     if setting:
         return setting
+    conflict = next((e for e in chain if isinstance(e, TablePropertiesConflictException)), None)
+    if conflict is not None:  # a table an older sessionsync laid out otherwise (its README)
+        return (f"{source}: the warehouse's table {conflict.table_name} was loaded by an older "
+                f"sessionsync with another layout ({conflict.prop_name}); run `sessionsync "
+                f"reset {source}` once (the source's README names the resources to reset)")
     root = chain[-1]
     step = next((e.step for e in chain if isinstance(e, PipelineStepFailed)), None)
     where = f" during {step}" if step else ""

@@ -389,3 +389,27 @@ def test_negative_recheck_hours_is_named(session_services: SessionServicesApi,
     assert not result.ok and "recheck_hours" in (result.error or "")
     assert len((result.error or "").splitlines()) == 1
     assert not session_services.requests, "nothing is read with a bad setting"
+
+
+def test_a_warehouse_with_the_old_items_layout_gets_one_line_naming_the_reset(
+        session_services: SessionServicesApi) -> None:
+    """A warehouse loaded before items were their own table (dlt's child table of `orders`)
+    refuses the new layout: the sync says so in one line naming the command that fixes it,
+    moves no checkpoint, and that command followed by a sync loads the truth."""
+    import dlt
+
+    @dlt.source(name="session_services")
+    def older() -> Any:  # what the version before wrote: orders with nested items
+        @dlt.resource(name="orders", write_disposition="merge", primary_key="id")
+        def orders() -> Iterator[Dict[str, Any]]:
+            yield {"id": "ord_old", "tenant_id": A, "items": [{"sku": "x", "quantity": 1}]}
+        return orders
+
+    make_pipeline("session_services", "duckdb", None).run(older())
+    failed = sync_source("session_services")
+    assert not failed.ok and "\n" not in (failed.error or "")
+    assert "sessionsync reset session_services" in (failed.error or ""), failed.error
+    assert "orders__items" in (failed.error or ""), failed.error
+    assert run_cli("reset", "session_services", "--yes").returncode == 0
+    assert sync_source("session_services").ok
+    assert_equals_truth(session_services)

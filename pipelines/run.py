@@ -12,7 +12,7 @@ import dlt
 from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.sources import DltResource
 
-from pipelines import aftermath, runlog, schema_changes, settings, sharing
+from pipelines import aftermath, runlog, schema_changes, settings, sharing, steps
 from pipelines.lock import LockedError, warehouse_lock
 from pipelines.registry import source_factory
 from pipelines.warehouse import (
@@ -23,7 +23,7 @@ from pipelines.warehouse import (
     pipelines_dir,
     resolve_location,
 )
-from sources import dedup, partitions, runstats
+from sources import dedup, loaded, partitions, runstats
 from sources.errors import SyncError
 from sources.hints import DUCKDB_MERGE, MERGE
 
@@ -145,11 +145,12 @@ def _run_locked(source: str, destination: str, warehouse: Optional[str], locatio
                 pipeline.normalize()
                 pipeline.load()
             known = schema_changes.known_tables(pipeline)
-            with partitions.collecting() as failures:
-                load_info = pipeline.run(
-                    data,
+            # the run's read-backs share one warehouse connection (`sources.loaded`)
+            with partitions.collecting() as failures, loaded.one_connection():
+                load_info = steps.run(  # pipeline.run(), without a load when nothing to load
+                    pipeline, data,
                     loader_file_format="parquet",
-                    table_format="delta" if destination == "parquet" else None,  # type: ignore[arg-type]
+                    table_format="delta" if destination == "parquet" else None,
                 )
             changes = schema_changes.added(load_info, known)
             info = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None

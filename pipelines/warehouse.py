@@ -70,8 +70,11 @@ def dlt_destination(destination: str, location: Location,
         config = settings.mapping(key)
         if duckdb_memory and not settings.is_set(key):
             config = {**config, "memory_limit": duckdb_memory}
-        return _partial_config_once(dlt.destinations.duckdb(DuckDbCredentials(
-            str(location), global_config=config)))
+        credentials = DuckDbCredentials(global_config=config)
+        # the path is set as is: dlt parses a string as a connection URL first, importing
+        # SQLAlchemy (a tenth of a second) only to find that it is not one
+        credentials.database = str(location)
+        return _partial_config_once(dlt.destinations.duckdb(credentials))
     location.mkdir(parents=True, exist_ok=True)
     return _partial_config_once(dlt.destinations.filesystem(bucket_url=location.as_uri()))
 

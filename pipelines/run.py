@@ -97,7 +97,7 @@ def sync_locked(source: str, destination: str, warehouse: Optional[str], locatio
     publishes once after many runs), records schema changes, logs a line per resource and
     alerts on a failure. `duckdb_memory`: see `make_pipeline`.
     """
-    with sharing.warehouse_access(source, destination, location):
+    with sharing.warehouse_access(source, destination, location, hold_open=True):
         result = _run_locked(source, destination, warehouse, location, mode, pipeline_name,
                              only, extra, new_only, duckdb_memory, **source_args)
         aftermath.after_run(result, destination, location, publish)

@@ -15,9 +15,10 @@ from contextlib import contextmanager
 from datetime import datetime
 from typing import Any, Iterator, List, Optional, Set
 
-import dlt
 import pyarrow as pa
+from dlt.common.configuration.container import Container
 from dlt.common.destination.exceptions import DestinationUndefinedEntity
+from dlt.common.pipeline import PipelineContext
 from dlt.destinations.exceptions import DatabaseUndefinedRelation
 
 from sources.extensions import ensure_delta_extension
@@ -45,7 +46,9 @@ def read_loaded(table: str, columns: List[str], where: str) -> Optional[pa.Table
     Only the absence of the table counts as "nothing loaded"; any other failure to read the
     warehouse raises, because guessing would hide deletions or reload everything silently.
     """
-    pipeline = dlt.current.pipeline()
+    # the active pipeline, as `dlt.current.pipeline()` returns it, without resolving the
+    # pipeline's configuration again as that call does each time (a tenth of a quiet run)
+    pipeline: Any = Container()[PipelineContext].pipeline()
     if pipeline.first_run or pipeline.destination is None:
         return None
     if table not in pipeline.default_schema.data_table_names(seen_data_only=True):

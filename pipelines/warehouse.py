@@ -120,8 +120,9 @@ def held_open(location: Path, con: duckdb.DuckDBPyConnection) -> Iterator[None]:
     this one is held, every other connection the block makes (dlt's, the read-backs, the run
     log) finds the file open instead of opening it and reading its catalog again (six opens
     per quiet sync, ~20 ms of CPU each measured at load 10), and the file is checkpointed
-    once, when the block ends, rather than at each connection's close. `connect` hands out cursors of `con`, read-only
-    requests too: DuckDB refuses a read-only connection to a file it has open for writing.
+    once, when the block ends, rather than at each connection's close. `connect` hands out
+    cursors of `con`, read-only requests too: DuckDB refuses a read-only connection to a file
+    it has open for writing.
     """
     _HELD[location] = con
     try:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Dict, List, Optional, Sequence
@@ -73,7 +74,7 @@ def sync_source(source: str, destination: str = "duckdb", warehouse: Optional[st
     try:
         location = resolve_location(destination, warehouse)
         with warehouse_lock(source, destination, location):
-            return sync_locked(source, destination, warehouse, location, mode)
+            return sync_locked(source, destination, warehouse, location, mode, hold_open=True)
     except LockedError as exc:
         return SyncResult(source, ok=False, error=str(exc), locked=True)
     except Exception as exc:  # reported as one line; the traceback goes to the debug log
@@ -85,7 +86,8 @@ def sync_locked(source: str, destination: str, warehouse: Optional[str], locatio
                 mode: str, pipeline_name: Optional[str] = None,
                 only: Optional[Sequence[str]] = None, extra: Optional[DltResource] = None,
                 new_only: Sequence[str] = (), publish: bool = True,
-                duckdb_memory: Optional[str] = None, **source_args: Any) -> SyncResult:
+                duckdb_memory: Optional[str] = None, hold_open: bool = False,
+                **source_args: Any) -> SyncResult:
     """One run of a source whose lock the caller holds; logged to the run log.
 
     `pipeline_name` gives a run its own dlt state (backfill), `only` selects resources,
@@ -95,9 +97,14 @@ def sync_locked(source: str, destination: str, warehouse: Optional[str], locatio
     `window`). The run holds the warehouse (`pipelines.sharing`, waiting while another
     process uses it), then publishes the BI copy (unless `publish` is False: the caller
     publishes once after many runs), records schema changes, logs a line per resource and
-    alerts on a failure. `duckdb_memory`: see `make_pipeline`.
+    alerts on a failure. `duckdb_memory`: see `make_pipeline`. `hold_open` keeps a DuckDB
+    warehouse file open for the whole run (`sharing.warehouse_access`; `sync_source`), and
+    the run's read-backs share one connection. A backfill leaves both off: between its
+    connections another program may take the file, and its rerun finishes what that failed.
     """
-    with sharing.warehouse_access(source, destination, location, hold_open=True):
+    # held open, the run's read-backs share one connection too (`sources.loaded`)
+    with sharing.warehouse_access(source, destination, location, hold_open=hold_open), \
+            (loaded.one_connection() if hold_open else nullcontext()):
         result = _run_locked(source, destination, warehouse, location, mode, pipeline_name,
                              only, extra, new_only, duckdb_memory, **source_args)
         aftermath.after_run(result, destination, location, publish)
@@ -145,8 +152,7 @@ def _run_locked(source: str, destination: str, warehouse: Optional[str], locatio
                 pipeline.normalize()
                 pipeline.load()
             known = schema_changes.known_tables(pipeline)
-            # the run's read-backs share one warehouse connection (`sources.loaded`)
-            with partitions.collecting() as failures, loaded.one_connection():
+            with partitions.collecting() as failures:
                 load_info = steps.run(  # pipeline.run(), without a load when nothing to load
                     pipeline, data,
                     loader_file_format="parquet",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Dict, List, Optional, Sequence
@@ -13,7 +14,7 @@ from dlt.common.schema.exceptions import TablePropertiesConflictException
 from dlt.pipeline.exceptions import PipelineStepFailed
 from dlt.sources import DltResource
 
-from pipelines import aftermath, runlog, schema_changes, settings, sharing
+from pipelines import aftermath, runlog, schema_changes, settings, sharing, steps
 from pipelines.lock import LockedError, warehouse_lock
 from pipelines.registry import source_factory
 from pipelines.warehouse import (
@@ -24,7 +25,7 @@ from pipelines.warehouse import (
     pipelines_dir,
     resolve_location,
 )
-from sources import dedup, partitions, runstats
+from sources import dedup, loaded, partitions, runstats
 from sources.errors import SyncError
 from sources.hints import DUCKDB_MERGE, MERGE
 
@@ -85,7 +86,8 @@ def sync_source(source: str, destination: str = "duckdb", warehouse: Optional[st
             if failed is not None:
                 return failed
         with warehouse_lock(source, destination, location):
-            result = sync_locked(source, destination, warehouse, location, mode, **args)
+            result = sync_locked(source, destination, warehouse, location, mode,
+                                 hold_open=True, **args)
         for table, rows in history.items():  # a first sync counts what its backfill loaded
             result.rows[table] = result.rows.get(table, 0) + rows
         return result
@@ -100,8 +102,9 @@ def sync_locked(source: str, destination: str, warehouse: Optional[str], locatio
                 mode: str, pipeline_name: Optional[str] = None,
                 only: Optional[Sequence[str]] = None, extra: Optional[DltResource] = None,
                 new_only: Sequence[str] = (), publish: bool = True,
-                duckdb_memory: Optional[str] = None,
-                log_rows: Optional[List[Dict[str, Any]]] = None, **source_args: Any) -> SyncResult:
+                duckdb_memory: Optional[str] = None, hold_open: bool = False,
+                log_rows: Optional[List[Dict[str, Any]]] = None,
+                **source_args: Any) -> SyncResult:
     """One run of a source whose lock the caller holds; logged to the run log.
 
     `pipeline_name` gives a run its own dlt state (backfill), `only` selects resources,
@@ -113,9 +116,14 @@ def sync_locked(source: str, destination: str, warehouse: Optional[str], locatio
     publishes once after many runs), records schema changes, logs a line per resource and
     alerts on a failure. `duckdb_memory`: see `make_pipeline`. `log_rows`: the run's run log
     rows are added to this list instead of written (without high-water marks); the caller
-    writes them, with the marks, once for many runs (`write_log`).
+    writes them, with the marks, once for many runs (`write_log`). `hold_open` keeps a
+    DuckDB warehouse file open for the whole run (`sharing.warehouse_access`; `sync_source`),
+    and the run's read-backs share one connection. A backfill leaves both off: between its
+    connections another program may take the file, and its rerun finishes what that failed.
     """
-    with sharing.warehouse_access(source, destination, location):
+    # held open, the run's read-backs share one connection too (`sources.loaded`)
+    with sharing.warehouse_access(source, destination, location, hold_open=hold_open), \
+            (loaded.one_connection() if hold_open else nullcontext()):
         result = _run_locked(source, destination, warehouse, location, mode, pipeline_name,
                              only, extra, new_only, duckdb_memory, log_rows, **source_args)
         aftermath.after_run(result, destination, location, publish)
@@ -165,10 +173,10 @@ def _run_locked(source: str, destination: str, warehouse: Optional[str], locatio
                 pipeline.load()
             known = schema_changes.known_tables(pipeline)
             with partitions.collecting() as failures:
-                load_info = pipeline.run(
-                    data,
+                load_info = steps.run(  # pipeline.run(), without a load when nothing to load
+                    pipeline, data,
                     loader_file_format="parquet",
-                    table_format="delta" if destination == "parquet" else None,  # type: ignore[arg-type]
+                    table_format="delta" if destination == "parquet" else None,
                 )
             changes = schema_changes.added(load_info, known)
             info = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None

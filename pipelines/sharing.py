@@ -28,7 +28,7 @@ from typing import Iterator, Optional
 import duckdb
 
 from pipelines import settings
-from pipelines.warehouse import Location, pipelines_dir
+from pipelines.warehouse import Location, held_open, pipelines_dir
 from sources.errors import SyncError
 
 log = logging.getLogger("sessionsync")
@@ -38,7 +38,8 @@ POLL_SECONDS = 0.2
 
 @contextmanager
 def warehouse_access(who: str, destination: str, location: Location, exclusive: bool = True,
-                     wait_seconds: Optional[float] = None) -> Iterator[None]:
+                     wait_seconds: Optional[float] = None,
+                     hold_open: bool = False) -> Iterator[None]:
     """Hold the warehouse for the block: waits while another process uses it.
 
     Args:
@@ -47,6 +48,8 @@ def warehouse_access(who: str, destination: str, location: Location, exclusive: 
         location: the warehouse file.
         exclusive: write (True) or read (False).
         wait_seconds: the bound; default `[sessionsync] warehouse_wait_seconds`.
+        hold_open: with `exclusive`, keep the DuckDB file open for the block
+            (`pipelines.warehouse.held_open`), for a sync that connects many times.
     """
     if destination != "duckdb":
         yield
@@ -64,8 +67,14 @@ def warehouse_access(who: str, destination: str, location: Location, exclusive: 
             command = " ".join(os.path.basename(a) for a in sys.argv[:3])
             os.pwrite(fd, f"pid {os.getpid()}, {command!r}, since "
                           f"{datetime.now(UTC):%Y-%m-%d %H:%M:%S}Z".encode(), 0)
-        _wait_openable(who, location, exclusive, bound, deadline)
-        yield
+        con = _wait_openable(who, location, exclusive, bound, deadline)
+        if con is not None and hold_open and exclusive:
+            with held_open(location, con):
+                yield
+        else:
+            if con is not None:
+                con.close()
+            yield
     finally:
         if exclusive:
             os.ftruncate(fd, 0)
@@ -93,15 +102,15 @@ def _take(fd: int, who: str, location: Path, exclusive: bool, bound: float,
 
 
 def _wait_openable(who: str, location: Path, exclusive: bool, bound: float,
-                   deadline: float) -> None:
-    """Wait while a program outside sessionsync holds the DuckDB file open."""
+                   deadline: float) -> Optional[duckdb.DuckDBPyConnection]:
+    """Wait while a program outside sessionsync holds the DuckDB file open; the connection
+    that opened it (the caller closes it), or None when there is no file yet."""
     if not location.exists():
-        return
+        return None
     said = False
     while True:
         try:
-            duckdb.connect(str(location), read_only=not exclusive).close()
-            return
+            return duckdb.connect(str(location), read_only=not exclusive)
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
                 raise

@@ -9,7 +9,7 @@ import signal
 import subprocess
 from collections import defaultdict
 from pathlib import Path
-from typing import Any, Dict, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import orjson
 import pytest
@@ -337,6 +337,19 @@ def test_backfill_over_events_a_sync_loaded_appends_none_twice(
     assert len(after) > len(before) and result.chunks == 3
 
 
+def _noting_windows(runs: List[Tuple[str, str]], failing: List[bool]) -> Callable[[Any], None]:
+    """A sandbox hook noting each run's events window (`date_from`, `date_to`) in `runs`;
+    while `failing` holds anything, the API goes away during the third run."""
+    def note(request: Any) -> None:
+        if request.path.endswith("/events"):
+            window = (request.arg("date_from") or "", request.arg("date_to") or "")
+            if window not in runs:
+                runs.append(window)
+            if failing and len(runs) == 3:
+                raise ConnectionAbortedError("the sandbox drops the connection")
+    return note
+
+
 def test_default_backfill_runs_days_sized_by_rows_and_resumes_by_the_day(
         sessionvision: SessionVisionApi, monkeypatch: pytest.MonkeyPatch) -> None:
     """With `--chunk` omitted, a run takes as many days as make `LOAD_ROWS` rows (judged by
@@ -348,15 +361,7 @@ def test_default_backfill_runs_days_sized_by_rows_and_resumes_by_the_day(
     _sync_ok()  # the last day, and the definitions
     runs: List[Tuple[str, str]] = []  # (date_from, date_to) of each run's events reads
     failing = [True]
-
-    def note(request: Any) -> None:
-        if request.path.endswith("/events"):
-            window = (request.arg("date_from") or "", request.arg("date_to") or "")
-            if window not in runs:
-                runs.append(window)
-            if failing and len(runs) == 3:  # the API goes away during the third run
-                raise ConnectionAbortedError("the sandbox drops the connection")
-    sessionvision.before_request = note
+    sessionvision.before_request = _noting_windows(runs, failing)
     begin, end = iso_ms(start - 12 * DAY_S * 1000), iso_ms(start)
     try:
         failed = backfill("sessionvision", begin, end, None, None)
@@ -389,15 +394,11 @@ def test_a_backfill_of_many_loads_reads_persons_in_its_last_load_and_loses_none(
     runs: List[Tuple[str, str]] = []  # (date_from, date_to) of each load's events reads
     person_reads: List[int] = []  # for each persons request, the load it came in
     failing = [True]
+    windows = _noting_windows(runs, failing)
 
     def note(request: Any) -> None:
-        if request.path.endswith("/events"):
-            window = (request.arg("date_from") or "", request.arg("date_to") or "")
-            if window not in runs:
-                runs.append(window)
-            if failing and len(runs) == 3:  # the API goes away during the third load
-                raise ConnectionAbortedError("the sandbox drops the connection")
-        elif "/persons" in request.path:
+        windows(request)
+        if "/persons" in request.path:
             person_reads.append(len(runs))
     sessionvision.before_request = note
     try:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 
 from bench.compare import _source_env
-from bench.whole import serve
+from bench.whole import serve, stop
 
 
 def first_sync(cli: str, destination: str, url: str) -> str:
@@ -66,9 +66,7 @@ def main() -> None:
             for cli in args.cli:
                 print(first_sync(cli, destination, url) + f"  ({cli})", flush=True)
     finally:
-        assert server.stdin is not None
-        server.stdin.close()
-        server.wait()
+        stop(server)
 
 
 if __name__ == "__main__":

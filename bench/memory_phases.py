@@ -20,7 +20,7 @@ import time
 from typing import Any, Callable, Dict, List
 
 from bench.compare import WINDOW, _source_env
-from bench.whole import serve
+from bench.whole import serve, stop
 
 
 def _rss_mb() -> int:
@@ -105,9 +105,7 @@ def main() -> None:
         result = backfill.backfill("sessionvision", WINDOW[0], WINDOW[1], None, None,
                                    args.destination)
     finally:
-        assert server.stdin is not None
-        server.stdin.close()
-        server.wait()
+        stop(server)
     assert result.ok, result.error
     print(f"{args.events} events -> {args.destination}: {result.rows}")
     print("peak RSS MB per phase: " + ", ".join(f"{k} {v}" for k, v in sorted(peaks.items())))

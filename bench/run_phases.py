@@ -22,7 +22,7 @@ from contextlib import contextmanager
 from typing import Any, Callable, Dict, Iterator, Optional
 
 from bench.compare import WINDOW, _source_env
-from bench.whole import serve
+from bench.whole import serve, stop
 
 
 def main() -> None:
@@ -101,9 +101,7 @@ def main() -> None:
         print(f"total {time.perf_counter() - t0:.2f} s, ok {result.ok}, {result.rows}, "
               f"load average {os.getloadavg()[0]:.1f}")
     finally:
-        assert server.stdin is not None
-        server.stdin.close()
-        server.wait()
+        stop(server)
 
 
 if __name__ == "__main__":

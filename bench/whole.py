@@ -110,6 +110,13 @@ def serve(size: int) -> Tuple[subprocess.Popen, str]:
     return server, line[1]
 
 
+def stop(server: subprocess.Popen) -> None:
+    """End a `serve` process: closing its stdin tells it to exit."""
+    assert server.stdin is not None
+    server.stdin.close()
+    server.wait()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, nargs="*", default=[100_000, 300_000, 1_000_000])
@@ -133,9 +140,7 @@ def main() -> None:
                 print(f"{size:>9} fixed cost per chunk: "
                       f"{(walls['empty-11chunks'] - walls['empty-1chunk']) / 10:.2f} s", flush=True)
         finally:
-            assert server.stdin is not None
-            server.stdin.close()
-            server.wait()
+            stop(server)
     print(f"bench.whole took {time.perf_counter() - began:.0f}s")
 
 

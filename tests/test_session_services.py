@@ -413,3 +413,17 @@ def test_a_warehouse_with_the_old_items_layout_gets_one_line_naming_the_reset(
     assert run_cli("reset", "session_services", "--yes").returncode == 0
     assert sync_source("session_services").ok
     assert_equals_truth(session_services)
+
+
+def test_a_new_order_field_reaches_the_warehouse(session_services: SessionServicesApi) -> None:
+    """The API starts sending a field on orders: its values are loaded (a new column, as
+    for every other table), not dropped because the Arrow page shape does not know it."""
+    assert sync_source("session_services").ok
+    order = session_services.truth(A, "orders")[0]
+    session_services.advance(60)
+    session_services._touch(session_services.tenants[A].orders.by_id[order["id"]],
+                            promoCode="EARLYBIRD")
+    session_services.advance(60)
+    result = sync_source("session_services")
+    assert result.ok, result.error
+    assert loaded("orders")[order["id"]].get("promo_code") == "EARLYBIRD"

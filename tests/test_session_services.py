@@ -413,3 +413,24 @@ def test_a_warehouse_with_the_old_items_layout_gets_one_line_naming_the_reset(
     assert run_cli("reset", "session_services", "--yes").returncode == 0
     assert sync_source("session_services").ok
     assert_equals_truth(session_services)
+
+
+@pytest.mark.parametrize("where", ["duckdb", "parquet"])
+def test_a_new_order_or_ticket_field_reaches_the_warehouse(
+        session_services: SessionServicesApi, where: str) -> None:
+    """The API starts sending a field on orders and tickets: its values are loaded (a new
+    column, as for every other table), not dropped because the Arrow page shape lacks it."""
+    assert sync_source("session_services", where).ok
+    order = session_services.truth(A, "orders")[0]
+    ticket = session_services.truth(A, "tickets")[0]
+    session_services.advance(60)
+    session_services._touch(session_services.tenants[A].orders.by_id[order["id"]],
+                            promoCode="EARLYBIRD")
+    session_services._touch(session_services.tenants[A].tickets.by_id[ticket["id"]],
+                            seatLabel="B12")
+    session_services.advance(60)
+    result = sync_source("session_services", where)
+    assert result.ok, result.error
+    assert loaded("orders", where)[order["id"]].get("promo_code") == "EARLYBIRD"
+    assert loaded("tickets", where)[ticket["id"]].get("seat_label") == "B12"
+    assert sum(1 for o in loaded("orders", where).values() if o.get("promo_code")) == 1

@@ -226,9 +226,15 @@ class _Tenant(scan.Partition):
 def _arrow_pages(pages: Iterator[Records], schema: pa.Schema, with_items: bool = False
                  ) -> Iterator[pa.Table]:
     """Pages of records as `schema` tables (`arrow.py`), handed to dlt in batches."""
-    batches = Batches()
+    batches, extra = Batches(), frozenset[str]()
     for records in pages:
         if records:
+            fields = arrow.new_fields(records, schema, with_items)
+            if fields != extra:  # pages batched together share their fields
+                rest = batches.flush()
+                if rest is not None:
+                    yield arrow.typed(rest, schema)
+                extra = fields
             batch = batches.add(arrow.page(records, schema, with_items))
             if batch is not None:
                 yield arrow.typed(batch, schema)

@@ -35,10 +35,22 @@ def page(records: Sequence[Dict[str, Any]], schema: pa.Schema, with_items: bool 
     """A page of API records in the API's shape (one column per top-level field, times as
     text), converted in one call; `typed()` makes a batch of such pages a `schema` table.
 
+    A top-level field the schema does not know (the API started sending it) is kept as a
+    column of its own, typed by pyarrow, for dlt to add to the table as it does for dicts.
+
     Raises `ValueError` (pyarrow's `ArrowInvalid` / `ArrowTypeError`) for a value of another
     type than the schema's.
     """
-    return pa.Table.from_struct_array(pa.array(records, type=_shape(schema, with_items)))
+    table = pa.Table.from_struct_array(pa.array(records, type=_shape(schema, with_items)))
+    for name in sorted(new_fields(records, schema, with_items)):
+        table = table.append_column(name, pa.array([r.get(name) for r in records]))
+    return table
+
+
+def new_fields(records: Sequence[Dict[str, Any]], schema: pa.Schema,
+               with_items: bool = False) -> frozenset[str]:
+    """Top-level fields of `records` that `schema` (and `items`) does not hold."""
+    return frozenset().union(*records) - _known(schema, with_items)
 
 
 def typed(raw: pa.Table, schema: pa.Schema) -> pa.Table:
@@ -50,6 +62,10 @@ def typed(raw: pa.Table, schema: pa.Schema) -> pa.Table:
     if ITEMS in raw.column_names:
         columns.append(raw.column(ITEMS))
         fields.append(raw.schema.field(ITEMS))
+    for name in raw.column_names:  # fields the schema does not know, as `page()` kept them
+        if name not in _known(schema, True):
+            columns.append(raw.column(name))
+            fields.append(raw.schema.field(name))
     return pa.Table.from_arrays(columns, schema=pa.schema(fields))
 
 
@@ -90,6 +106,12 @@ def items_for(orders: DltResource, lines: pa.Table) -> Any:
                        merge_key="order_id" if by_order else "",
                        write_disposition=disposition, create_table_variant=True)
     return dlt.mark.with_table_name(lines, ITEMS_TABLE)
+
+
+@functools.cache
+def _known(schema: pa.Schema, with_items: bool) -> frozenset[str]:
+    """The top-level field names of a record holding `schema` (and its `items`)."""
+    return frozenset(_shape(schema, with_items).names)
 
 
 @functools.cache

@@ -90,7 +90,7 @@ def floor(url: str) -> Tuple[int, int]:
 
 
 # -- one case in its own process --------------------------------------------------------------
-def run(case: str, url: str, destination: str, tmp: str) -> Dict[str, Any]:
+def run(case: str, url: str, destination: str, tmp: str, checkout: str = ".") -> Dict[str, Any]:
     """One case as its own process: wall seconds from start to exit, CPU, peak RSS."""
     env = dict(os.environ, SESSIONSYNC__PIPELINES_DIR=f"{tmp}/pipelines",
                SESSIONSYNC__WAREHOUSE=f"{tmp}/w.duckdb",
@@ -101,12 +101,12 @@ def run(case: str, url: str, destination: str, tmp: str) -> Dict[str, Any]:
                SOURCES__SESSION_SERVICES__START_DATE=START_DATE)
     cli = ([sys.executable, "-m", "bench.session_services_sync", "floor", url]
            if case == "floor" else
-           [sys.executable, "-m", "pipelines.cli", "sync", "session_services",
-            "--destination", destination])
+           [os.path.join(checkout, ".venv/bin/python") if checkout != "." else sys.executable,
+            "-m", "pipelines.cli", "sync", "session_services", "--destination", destination])
     httpx.post(f"{url}/_sandbox/reset")
     t0 = time.perf_counter()
     proc = subprocess.Popen(cli, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
+                            text=True, cwd=checkout)
     _, status, usage = os.wait4(proc.pid, 0)
     wall = time.perf_counter() - t0
     assert proc.stdout is not None and proc.stderr is not None
@@ -130,6 +130,9 @@ def main() -> None:
     parser.add_argument("--orders", type=int, default=100_000)
     parser.add_argument("--destination", default="duckdb", choices=["duckdb", "parquet"])
     parser.add_argument("--repeat", type=int, default=1, help="floor/sync pairs to run")
+    parser.add_argument("--before", metavar="CHECKOUT",
+                        help="another checkout (with its .venv) whose sync runs too, before "
+                             "this one's each time: a before/after comparison, interleaved")
     args = parser.parse_args()
     t0 = time.perf_counter()
     server = subprocess.Popen([sys.executable, "-m", "bench.session_services_sync", "serve",
@@ -140,18 +143,19 @@ def main() -> None:
     assert line and line[0] == "READY", line
     url, orders = line[1], int(line[2])
     print(f"sandbox: {orders} orders, built and served once in {time.perf_counter() - t0:.0f}s")
-    print(f"{'case':<10}{'orders':>8}{'wall s':>8}{'orders/s':>10}{'of floor':>9}{'requests':>9}"
+    print(f"{'case':<12}{'orders':>8}{'wall s':>8}{'orders/s':>10}{'of floor':>9}{'requests':>9}"
           f"{'cpu s':>7}{'rss MB':>8}{'load':>6}", flush=True)
     try:
         tmp = ""
         for _ in range(args.repeat):
             base = 0.0
-            for case in ("floor", "sync"):
+            for case in ("floor", "sync-before", "sync") if args.before else ("floor", "sync"):
                 tmp = tempfile.mkdtemp()
-                m = run(case, url, args.destination, tmp)
+                m = run(case, url, args.destination, tmp,
+                        args.before if case == "sync-before" else ".")
                 assert m["orders"] == orders, (case, m["orders"], orders)
                 base = m["wall"] if case == "floor" else base
-                print(f"{case:<10}{m['orders']:>8}{m['wall']:>8.2f}"
+                print(f"{case:<12}{m['orders']:>8}{m['wall']:>8.2f}"
                       f"{m['orders'] / m['wall']:>10,.0f}{base / m['wall']:>9.2f}"
                       f"{m['requests']:>9}{m['cpu']:>7.1f}{m['rss_mb']:>8.0f}{m['load']:>6.1f}",
                       flush=True)

@@ -13,7 +13,9 @@ runs, each as a fresh process timed from start to exit with its own peak RSS (`w
 
 `--repeat` runs the pair again (floor, sync, floor, sync: the machine is shared, so compare
 cases of one run). It prints orders/s, requests, CPU, peak RSS, the load average when the case
-ended, and the sync's wall time as a share of the floor's (`floor s / sync s`). Then it moves
+ended, and the sync's wall time as a share of the floor's (`floor s / sync s`). `--latency S`
+makes the sandbox wait S seconds before each answer, as a real API's round trip does (the
+local sandbox answers in about a millisecond, which hides how requests are sequenced). Then it moves
 the sandbox clock 15 minutes (the next scheduled run) and prints that sync's requests.
 """
 
@@ -133,6 +135,9 @@ def main() -> None:
     parser.add_argument("--before", metavar="CHECKOUT",
                         help="another checkout (with its .venv) whose sync runs too, before "
                              "this one's each time: a before/after comparison, interleaved")
+    parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
+                        help="the sandbox waits this long before each answer (a real API's "
+                             "round trip; the floor pays it too, one request after another)")
     args = parser.parse_args()
     t0 = time.perf_counter()
     server = subprocess.Popen([sys.executable, "-m", "bench.session_services_sync", "serve",
@@ -142,7 +147,10 @@ def main() -> None:
     line = server.stdout.readline().split()
     assert line and line[0] == "READY", line
     url, orders = line[1], int(line[2])
-    print(f"sandbox: {orders} orders, built and served once in {time.perf_counter() - t0:.0f}s")
+    print(f"sandbox: {orders} orders, built and served once in {time.perf_counter() - t0:.0f}s"
+          + (f"; {args.latency * 1000:.0f} ms before each answer" if args.latency else ""))
+    if args.latency:
+        httpx.post(f"{url}/_sandbox/faults", json={"latency_seconds": args.latency})
     print(f"{'case':<12}{'orders':>8}{'wall s':>8}{'orders/s':>10}{'of floor':>9}{'requests':>9}"
           f"{'cpu s':>7}{'rss MB':>8}{'load':>6}", flush=True)
     try:

@@ -1,56 +1,184 @@
-"""Time an initial sync of N sandbox Session Services orders (two tenants); prints rows/s.
+"""A first Session Services sync, timed as a user runs it, beside a fetch floor.
 
     .venv/bin/python -m bench.session_services_sync --orders 100000 [--destination duckdb]
 
-Then times a run 15 minutes later (the next scheduled run) and prints its request count.
+It serves a Session Services world of N orders (two tenants) from a process of its own (as
+`bench.whole` does, every page served once before the cases so none pays for rendering), then
+runs, each as a fresh process timed from start to exit with its own peak RSS (`wait4`):
+
+- `floor`: an httpx + orjson loop paging, one request after another, what a first sync reads
+  (venues, both events lists, each event's admissions, every order, each event's tickets, per
+  tenant), parsing each page and storing nothing;
+- `sync`: `sessionsync sync session_services` into a new warehouse, default settings.
+
+`--repeat` runs the pair again (floor, sync, floor, sync: the machine is shared, so compare
+cases of one run). It prints orders/s, requests, CPU, peak RSS, the load average when the case
+ended, and the sync's wall time as a share of the floor's (`floor s / sync s`). `--latency S`
+makes the sandbox wait S seconds before each answer, as a real API's round trip does (the
+local sandbox answers in about a millisecond, which hides how requests are sequenced). Then it moves
+the sandbox clock 15 minutes (the next scheduled run) and prints that sync's requests.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
+import os
+import subprocess
+import sys
 import tempfile
 import time
+from typing import Any, Dict, List, Tuple
 
-from bench.common import run_later, timed_sync, warehouse_env
+import httpx
+import orjson
+
 from sandbox.core import Served, parse_iso_ms
 from sandbox.serve import START
-from sandbox.session_services import TENANTS, SessionServicesApi, token_for
+from sandbox.session_services import API_VERSION, TENANTS, token_for
+
+DAYS = 30  # the first tenant gets 2/3 of the orders, the second 1/3
+START_DATE = "2026-09-01"
+
+
+# -- the sandbox process ---------------------------------------------------------------------
+def serve(orders: int) -> None:
+    """Build the world and serve it until stdin closes; prints `READY <url> <orders>`."""
+    from sandbox.session_services import SessionServicesApi
+
+    api = SessionServicesApi(parse_iso_ms(START), seed=5, history_days=DAYS,
+                             orders_per_day=orders / DAYS / 1.35)
+    count = sum(len(t.orders.ids) for t in api.tenants.values())
+    gc.freeze()  # the built world is permanent: the collector no longer rescans its records
+    with Served(api) as served:
+        floor(served.url)  # every page served once: each case then gets them cached
+        print("READY", served.url, count, flush=True)
+        sys.stdin.read()
+
+
+# -- the fetch floor --------------------------------------------------------------------------
+def floor(url: str) -> Tuple[int, int]:
+    """Page what a first sync reads, one request after another; returns (orders, requests)."""
+    orders = requests = 0
+
+    def pages(client: httpx.Client, path: str, key: str,
+              params: Dict[str, Any]) -> List[Dict[str, Any]]:
+        nonlocal requests
+        records: List[Dict[str, Any]] = []
+        after = None
+        while True:
+            query = dict(params, limit=100, **({"after": after} if after else {}))
+            body = orjson.loads(client.get(path, params=query).content)
+            requests += 1
+            records.extend(body[key])
+            after = body.get("after")
+            if not after:
+                return records
+
+    for tenant in TENANTS:
+        headers = {"Authorization": f"Bearer {token_for(tenant)}", "x-tenant-id": tenant,
+                   "x-api-version": API_VERSION}
+        with httpx.Client(base_url=url, headers=headers, timeout=60) as client:
+            pages(client, "/venues", "venues", {})
+            events = [e["id"] for deleted in ("false", "true")
+                      for e in pages(client, "/events", "events", {"deleted": deleted})]
+            for event in events:
+                pages(client, f"/events/{event}/admissions", "admissions", {})
+            orders += len(pages(client, "/orders", "orders", {}))
+            for event in events:
+                pages(client, "/tickets", "tickets", {"eventId": event})
+    return orders, requests
+
+
+# -- one case in its own process --------------------------------------------------------------
+def run(case: str, url: str, destination: str, tmp: str, checkout: str = ".") -> Dict[str, Any]:
+    """One case as its own process: wall seconds from start to exit, CPU, peak RSS."""
+    env = dict(os.environ, SESSIONSYNC__PIPELINES_DIR=f"{tmp}/pipelines",
+               SESSIONSYNC__WAREHOUSE=f"{tmp}/w.duckdb",
+               SESSIONSYNC__FILE_WAREHOUSE=f"{tmp}/files", RUNTIME__LOG_LEVEL="WARNING",
+               SOURCES__SESSION_SERVICES__BASE_URL=url,
+               SOURCES__SESSION_SERVICES__TENANT_TOKENS=json.dumps(
+                   {t: token_for(t) for t in TENANTS}),
+               SOURCES__SESSION_SERVICES__START_DATE=START_DATE)
+    cli = ([sys.executable, "-m", "bench.session_services_sync", "floor", url]
+           if case == "floor" else
+           [os.path.join(checkout, ".venv/bin/python") if checkout != "." else sys.executable,
+            "-m", "pipelines.cli", "sync", "session_services", "--destination", destination])
+    httpx.post(f"{url}/_sandbox/reset")
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cli, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True, cwd=checkout)
+    _, status, usage = os.wait4(proc.pid, 0)
+    wall = time.perf_counter() - t0
+    assert proc.stdout is not None and proc.stderr is not None
+    out, errors = proc.stdout.read(), proc.stderr.read()
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{case} failed:\n{out[-2000:]}\n{errors[-2000:]}")
+    if case == "floor":
+        orders = int(out.split()[1])
+    else:  # `session_services: ok (orders=100000, ...)`
+        parts = out.split("(")[-1].rstrip().rstrip(")").replace(",", " ").split()
+        counts = {k: int(v) for k, v in (p.split("=") for p in parts if "=" in p)}
+        orders = counts.get("orders", 0)
+    stats = httpx.get(f"{url}/_sandbox/stats").json()
+    return {"orders": orders, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
+            "rss_mb": usage.ru_maxrss / 1024, "load": os.getloadavg()[0],
+            "requests": stats["requests"]}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--orders", type=int, default=100_000)
     parser.add_argument("--destination", default="duckdb", choices=["duckdb", "parquet"])
+    parser.add_argument("--repeat", type=int, default=1, help="floor/sync pairs to run")
+    parser.add_argument("--before", metavar="CHECKOUT",
+                        help="another checkout (with its .venv) whose sync runs too, before "
+                             "this one's each time: a before/after comparison, interleaved")
+    parser.add_argument("--latency", type=float, default=0.0, metavar="SECONDS",
+                        help="the sandbox waits this long before each answer (a real API's "
+                             "round trip; the floor pays it too, one request after another)")
     args = parser.parse_args()
-
-    days = 30  # the first tenant gets 2/3 of the orders, the second 1/3
     t0 = time.perf_counter()
-    api = SessionServicesApi(parse_iso_ms(START), seed=5, history_days=days,
-                             orders_per_day=args.orders / days / 1.35)
-    orders = sum(len(t.orders.ids) for t in api.tenants.values())
-    tickets = sum(len(t.tickets.ids) for t in api.tenants.values())
-    print(f"sandbox: {orders} orders, {tickets} tickets in {time.perf_counter() - t0:.1f}s")
-    with tempfile.TemporaryDirectory() as tmp, Served(api) as served:
-        env = {
-            **warehouse_env(tmp),
-            "SOURCES__SESSION_SERVICES__BASE_URL": served.url,
-            "SOURCES__SESSION_SERVICES__TENANT_TOKENS": json.dumps(
-                {t: token_for(t) for t in TENANTS}),
-            "SOURCES__SESSION_SERVICES__START_DATE": "2026-09-01",
-        }
-        timing = timed_sync("session_services", args.destination, env)
-        requests = len(api.requests)
-        later = run_later(api, "session_services", args.destination, env)
-    rows = timing.result.rows
-    assert rows["orders"] == orders, (rows, orders)
-    print(f"session_services -> {args.destination}: {rows['orders']} orders in "
-          f"{timing.wall:.1f}s = {rows['orders'] / timing.wall:,.0f} orders/s; all tables "
-          f"{sum(rows.values())} rows = {sum(rows.values()) / timing.wall:,.0f} rows/s "
-          f"({requests} requests, process CPU {timing.cpu:.1f}s incl. sandbox, "
-          f"peak RSS {timing.peak_rss_mb:.0f} MB)")
-    print(later)
+    server = subprocess.Popen([sys.executable, "-m", "bench.session_services_sync", "serve",
+                               str(args.orders)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                              text=True)
+    assert server.stdout is not None and server.stdin is not None
+    line = server.stdout.readline().split()
+    assert line and line[0] == "READY", line
+    url, orders = line[1], int(line[2])
+    print(f"sandbox: {orders} orders, built and served once in {time.perf_counter() - t0:.0f}s"
+          + (f"; {args.latency * 1000:.0f} ms before each answer" if args.latency else ""))
+    if args.latency:
+        httpx.post(f"{url}/_sandbox/faults", json={"latency_seconds": args.latency})
+    print(f"{'case':<12}{'orders':>8}{'wall s':>8}{'orders/s':>10}{'of floor':>9}{'requests':>9}"
+          f"{'cpu s':>7}{'rss MB':>8}{'load':>6}", flush=True)
+    try:
+        tmp = ""
+        for _ in range(args.repeat):
+            base = 0.0
+            for case in ("floor", "sync-before", "sync") if args.before else ("floor", "sync"):
+                tmp = tempfile.mkdtemp()
+                m = run(case, url, args.destination, tmp,
+                        args.before if case == "sync-before" else ".")
+                assert m["orders"] == orders, (case, m["orders"], orders)
+                base = m["wall"] if case == "floor" else base
+                print(f"{case:<12}{m['orders']:>8}{m['wall']:>8.2f}"
+                      f"{m['orders'] / m['wall']:>10,.0f}{base / m['wall']:>9.2f}"
+                      f"{m['requests']:>9}{m['cpu']:>7.1f}{m['rss_mb']:>8.0f}{m['load']:>6.1f}",
+                      flush=True)
+        httpx.post(f"{url}/_sandbox/advance", params={"seconds": 900})
+        later = run("sync-later", url, args.destination, tmp)  # the last sync's warehouse
+        print(f"run 15 min later: {later['wall']:.1f}s, {later['requests']} requests")
+    finally:
+        server.stdin.close()
+        server.wait()
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 2 and sys.argv[1] == "serve":
+        serve(int(sys.argv[2]))
+    elif len(sys.argv) > 2 and sys.argv[1] == "floor":
+        print("orders {} requests {}".format(*floor(sys.argv[2])))
+    else:
+        main()

@@ -40,3 +40,15 @@ def test_whole_command_benchmark_runs_every_case_and_prints_the_table() -> None:
     assert rows["backfill-duckdb"] == rows["backfill-delta"] >= rows["floor"]
     assert rows["empty-1chunk"] == rows["empty-11chunks"] == 0
     assert "fixed cost per chunk" in proc.stdout
+
+
+def test_session_services_benchmark_runs_the_floor_and_the_whole_sync() -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench.session_services_sync", "--orders",
+                           "2000"], cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = {line.split()[0]: line.split() for line in proc.stdout.splitlines()
+            if line.split() and line.split()[0] in ("floor", "sync")}
+    # the sync loads every order the floor reads, with the same requests (+ its clock read)
+    assert int(rows["sync"][1]) == int(rows["floor"][1]) > 1000
+    assert int(rows["floor"][5]) < int(rows["sync"][5]) <= int(rows["floor"][5]) + 2
+    assert "run 15 min later" in proc.stdout

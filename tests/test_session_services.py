@@ -391,6 +391,23 @@ def test_negative_recheck_hours_is_named(session_services: SessionServicesApi,
     assert not session_services.requests, "nothing is read with a bad setting"
 
 
+def test_one_request_at_a_time_loads_the_same_as_the_default_concurrency(
+        session_services: SessionServicesApi, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCES__SESSION_SERVICES__CONCURRENCY", "1")
+    result = sync_source("session_services")
+    assert result.ok, result.error
+    assert_equals_truth(session_services)
+
+
+def test_concurrency_below_one_is_named(session_services: SessionServicesApi,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SOURCES__SESSION_SERVICES__CONCURRENCY", "0")
+    result = sync_source("session_services")
+    assert not result.ok and "setting concurrency is invalid" in (result.error or "")
+    assert len((result.error or "").splitlines()) == 1
+    assert not session_services.requests, "nothing is read with a bad setting"
+
+
 def test_a_warehouse_with_the_old_items_layout_gets_one_line_naming_the_reset(
         session_services: SessionServicesApi) -> None:
     """A warehouse loaded before items were their own table (dlt's child table of `orders`)

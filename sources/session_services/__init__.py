@@ -27,14 +27,14 @@ from __future__ import annotations
 import logging
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
 
 import dlt
 import pyarrow as pa
 from dlt.common.schema.typing import TColumnSchema
 from dlt.sources import DltResource
 
-from sources import checkpoint, scan
+from sources import checkpoint, fanout, scan
 from sources.batches import Batches
 from sources.depends import Handoff
 from sources.errors import SyncError
@@ -57,6 +57,7 @@ log = logging.getLogger("sessionsync")
 Records = List[Dict[str, Any]]
 Change = Tuple[str, str, str]  # an order read this run: id, eventId, updatedAt
 TIMESTAMPS = ("created_at", "updated_at")
+T = TypeVar("T")
 
 
 @dlt.source(name=SOURCE)
@@ -66,6 +67,7 @@ def session_services_source(
     start_date: str = "2024-01-01",
     http: HttpConfig = dlt.config.value,
     recheck_hours: float = 168.0,
+    concurrency: int = 8,
 ) -> List[DltResource]:
     """Session Services records of every tenant in `tenant_tokens`.
 
@@ -78,6 +80,8 @@ def session_services_source(
             tickets once in this many hours (0: all of them every run). A change nothing
             signals reaches the warehouse within 2 x (this + the time between runs + 1 h);
             each run reads the share (time since the last run) / recheck_hours of them.
+        concurrency: requests in flight at once per tenant: the per-event lists (tickets,
+            admissions) are paged together, and the orders pages a little ahead of the reader.
     """
     if not isinstance(tenant_tokens, dict) or not tenant_tokens:
         raise SyncError(f"{SOURCE}: tenant_tokens must be a JSON object of tenant id -> token")
@@ -88,10 +92,16 @@ def session_services_source(
     except (TypeError, ValueError) as exc:
         raise SyncError(f"{SOURCE}: setting recheck_hours is invalid: {exc}") from None
     try:
+        workers = int(concurrency)
+        if workers < 1:
+            raise ValueError("must be 1 or more")
+    except (TypeError, ValueError) as exc:
+        raise SyncError(f"{SOURCE}: setting concurrency is invalid: {exc}") from None
+    try:
         start = format_ms(parse_ts(start_date))
     except (TypeError, ValueError) as exc:
         raise SyncError(f"{SOURCE}: setting start_date is invalid: {exc}") from None
-    tenants = [_Tenant(tid, make_client(base_url, tid, token, http))
+    tenants = [_Tenant(tid, make_client(base_url, tid, token, http), workers)
                for tid, token in tenant_tokens.items()]
     changes: Handoff[List[Change]] = Handoff(SOURCE, "orders")
 
@@ -173,8 +183,9 @@ class _Tenant(scan.Partition):
     A tenant whose token or id is refused (401/403/404) fails alone.
     """
 
-    def __init__(self, tenant_id: str, client: ApiClient) -> None:
+    def __init__(self, tenant_id: str, client: ApiClient, workers: int = 1) -> None:
         super().__init__(tenant_id, client, client.source)
+        self.workers = workers
         self.started: Optional[datetime] = None
         self._events: Optional[Records] = None
 
@@ -207,6 +218,21 @@ class _Tenant(scan.Partition):
         """The pages of one of this tenant's collections, each with the cursor that fetched it."""
         return AfterCursorPaginator(self.client, path, key, params, start).pages()
 
+    def pages_of(self, reads: List[Tuple[str, str, Optional[Dict[str, Any]]]]
+                 ) -> Iterator[Tuple[int, Records]]:
+        """`(index in reads, records)` of every page of each `(path, key, params)` read,
+        `workers` reads paged at once (`sources.fanout`): each read's pages in order, reads
+        interleaved. The first error (a refusal of this tenant, say) is raised here, in the
+        reader, after the pages that preceded it.
+        """
+        return _pages_at_once([(n, partial(self._records, path, key, params))
+                               for n, (path, key, params) in enumerate(reads)], self.workers)
+
+    def _records(self, path: str, key: str, params: Optional[Dict[str, Any]]
+                 ) -> Iterator[Records]:
+        for records, _ in self.pages(path, key, params):
+            yield records
+
     def events(self) -> Records:
         """Every event, live and soft-deleted, read once per run, each once.
 
@@ -221,6 +247,18 @@ class _Tenant(scan.Partition):
                     found.update((r["id"], r) for r in records)
             self._events = list(found.values())
         return self._events
+
+
+def _pages_at_once(streams: List[Tuple[int, Callable[[], Iterator[T]]]], workers: int
+                   ) -> Iterator[Tuple[int, T]]:
+    """`(key, page)` of each `(key, make_stream)`, `workers` streams paged at once on fan-out
+    threads (`sources.fanout`), each a little ahead of the reader; a stream's error is raised
+    here, after the pages that preceded it."""
+    for message in fanout.interleave(streams, workers):
+        if isinstance(message, fanout.Page):
+            yield message.key, message.items
+        elif message.error is not None:
+            raise message.error
 
 
 def _arrow_pages(pages: Iterator[Records], schema: pa.Schema, with_items: bool = False
@@ -266,15 +304,16 @@ def _read_changed(tenant: _Tenant, st: Dict[str, Any],
                   reads: List[Tuple[str, str, Optional[Dict[str, Any]], Optional[str],
                                     Optional[Callable[[Dict[str, Any]], bool]]]]
                   ) -> Iterator[Records]:
-    """Page each `(path, key, params, floor, keep)` and yield the records `keep` accepts
-    (all when None) updated at or after `floor`; then keep the events sweep state and move
-    the watermark (both only with rows written, or hourly: `sources.checkpoint`)."""
+    """Page each `(path, key, params, floor, keep)`, several at once (`_Tenant.pages_of`),
+    and yield the records `keep` accepts (all when None) updated at or after `floor`; then
+    keep the events sweep state and move the watermark (both only with rows written, or
+    hourly: `sources.checkpoint`)."""
     wrote = False
-    for path, key, params, floor, keep in reads:
-        for records, _ in tenant.pages(path, key, params):
-            rows = _changed(tenant, [r for r in records if keep is None or keep(r)], floor)
-            wrote = wrote or bool(rows)
-            yield rows
+    for n, records in tenant.pages_of([(path, key, params) for path, key, params, _, _ in reads]):
+        _, _, _, floor, keep = reads[n]
+        rows = _changed(tenant, [r for r in records if keep is None or keep(r)], floor)
+        wrote = wrote or bool(rows)
+        yield rows
     _store(st, sweep, tenant.watermark(), wrote)
     checkpoint.advance(st, "watermark", tenant.watermark(), wrote)
 
@@ -289,7 +328,8 @@ def _orders(tenant: _Tenant, st: Dict[str, Any], start: str, hours: float,
     ladder: List[List[Any]] = []
     changes: List[Change] = []
     wrote = False
-    for records, cursor in _order_pages(tenant, begin):
+    # paged a little ahead of this loop, so the next page's wait overlaps this page's work
+    for _, (records, cursor) in _pages_at_once([(0, lambda: _order_pages(tenant, begin))], 1):
         if records:
             ladder.append([cursor, records[0]["createdAt"]])
         changes.extend((r["id"], r["eventId"], r["updatedAt"]) for r in records)

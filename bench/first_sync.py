@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 from bench.compare import _source_env
+from bench.process import timed_process
 from bench.whole import serve, stop
 
 
@@ -36,16 +35,11 @@ def first_sync(cli: str, destination: str, url: str) -> str:
     args = [cli, "sync", "sessionvision"]
     if destination != "duckdb":
         args += ["--destination", destination]
-    began = time.perf_counter()
-    proc = subprocess.Popen(args, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - began
-    out, err = proc.communicate()
-    code = os.waitstatus_to_exitcode(status)
-    tail = ((err or out) if code else out).strip().splitlines()[-1:]
-    return (f"{destination:<8}{'ok' if code == 0 else f'exit {code}':>8}{wall:>9.1f}"
-            f"{usage.ru_utime + usage.ru_stime:>8.1f}{usage.ru_maxrss / 1024:>9.0f}"
+    done = timed_process(args, env)
+    code = done.code
+    tail = ((done.errors or done.out) if code else done.out).strip().splitlines()[-1:]
+    return (f"{destination:<8}{'ok' if code == 0 else f'exit {code}':>8}{done.wall:>9.1f}"
+            f"{done.cpu:>8.1f}{done.rss_mb:>9.0f}"
             f"{os.getloadavg()[0]:>6.1f}  {' '.join(tail)[:200]}")
 
 

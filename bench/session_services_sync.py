@@ -34,6 +34,7 @@ from typing import Any, Dict, List, Tuple
 import httpx
 import orjson
 
+from bench.process import timed_process
 from sandbox.core import Served, parse_iso_ms
 from sandbox.serve import START
 from sandbox.session_services import API_VERSION, TENANTS, token_for
@@ -106,15 +107,10 @@ def run(case: str, url: str, destination: str, tmp: str, checkout: str = ".") ->
            [os.path.join(checkout, ".venv/bin/python") if checkout != "." else sys.executable,
             "-m", "pipelines.cli", "sync", "session_services", "--destination", destination])
     httpx.post(f"{url}/_sandbox/reset")
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(cli, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, cwd=checkout)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    assert proc.stdout is not None and proc.stderr is not None
-    out, errors = proc.stdout.read(), proc.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{case} failed:\n{out[-2000:]}\n{errors[-2000:]}")
+    done = timed_process(cli, env, cwd=checkout)
+    out = done.out
+    if done.code != 0:
+        raise SystemExit(f"{case} failed:\n{out[-2000:]}\n{done.errors[-2000:]}")
     if case == "floor":
         orders = int(out.split()[1])
     else:  # `session_services: ok (orders=100000, ...)`
@@ -122,8 +118,8 @@ def run(case: str, url: str, destination: str, tmp: str, checkout: str = ".") ->
         counts = {k: int(v) for k, v in (p.split("=") for p in parts if "=" in p)}
         orders = counts.get("orders", 0)
     stats = httpx.get(f"{url}/_sandbox/stats").json()
-    return {"orders": orders, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-            "rss_mb": usage.ru_maxrss / 1024, "load": os.getloadavg()[0],
+    return {"orders": orders, "wall": done.wall, "cpu": done.cpu, "rss_mb": done.rss_mb,
+            "load": os.getloadavg()[0],
             "requests": stats["requests"]}
 
 

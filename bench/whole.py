@@ -31,6 +31,7 @@ import httpx
 import orjson
 
 from bench.compare import DAYS, WINDOW, _source_env
+from bench.process import timed_process
 from sandbox.core import iso_ms, parse_iso_ms
 from sandbox.sessionvision import DEMO_TOKEN, PROJECTS
 
@@ -83,20 +84,15 @@ def run(case: str, url: str) -> Dict[str, Any]:
                SESSIONSYNC__WAREHOUSE=f"{tmp}/w.duckdb",
                SESSIONSYNC__FILE_WAREHOUSE=f"{tmp}/files", RUNTIME__LOG_LEVEL="WARNING",
                **_source_env("sessionvision", url))
-    t0 = time.perf_counter()
-    proc = subprocess.Popen(command(case, url), env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - t0
-    assert proc.stdout is not None and proc.stderr is not None
-    out, errors = proc.stdout.read(), proc.stderr.read()
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"{case} failed:\n{out[-2000:]}\n{errors[-2000:]}")
+    done = timed_process(command(case, url), env)
+    out = done.out
+    if done.code != 0:
+        raise SystemExit(f"{case} failed:\n{out[-2000:]}\n{done.errors[-2000:]}")
     rows = int(out.split()[-1]) if case == "floor" else sum(
         int(part.split("=")[1].rstrip(",)")) for part in out.split("(")[-1].split()
         if "=" in part)
-    return {"rows": rows, "wall": wall, "cpu": usage.ru_utime + usage.ru_stime,
-            "rss_mb": usage.ru_maxrss / 1024, "load": os.getloadavg()[0]}
+    return {"rows": rows, "wall": done.wall, "cpu": done.cpu, "rss_mb": done.rss_mb,
+            "load": os.getloadavg()[0]}
 
 
 def serve(size: int) -> Tuple[subprocess.Popen, str]:

@@ -33,6 +33,7 @@ class Batches:
         """Whatever is waiting, as one table (None when nothing is)."""
         if not self._tables:
             return None
-        batch = pa.concat_tables(self._tables)
+        # A field the API added is typed per page: null on a page where it is always null.
+        batch = pa.concat_tables(self._tables, promote_options="default")
         self._tables, self._count = [], 0
         return batch

@@ -451,3 +451,69 @@ def test_a_new_order_or_ticket_field_reaches_the_warehouse(
     assert loaded("orders", where)[order["id"]].get("promo_code") == "EARLYBIRD"
     assert loaded("tickets", where)[ticket["id"]].get("seat_label") == "B12"
     assert sum(1 for o in loaded("orders", where).values() if o.get("promo_code")) == 1
+
+
+@pytest.mark.parametrize("where", ["duckdb", "parquet"])
+def test_a_new_field_inside_a_nested_object_or_an_order_line_reaches_the_warehouse(
+        session_services: SessionServicesApi, where: str) -> None:
+    """The API starts sending a field inside `customer`, inside an order's line and inside a
+    ticket's `attendee`: each is loaded as a column (`customer__phone`, `orders__items`
+    `seat_row`, `attendee__company`), the way dlt flattens dicts, not dropped by the Arrow
+    page shape."""
+    assert sync_source("session_services", where).ok
+    tenant = session_services.tenants[A]
+    order = next(o for o in tenant.orders.by_id.values() if o["items"])
+    ticket = tenant.tickets.by_id[session_services.truth(A, "tickets")[0]["id"]]
+    session_services.advance(60)
+    items = [dict(i) for i in order["items"]]
+    items[0]["seatRow"] = "K"
+    session_services._touch(order, customer={**order["customer"], "phone": "+64 21 555 0100"},
+                            items=items)
+    session_services._touch(ticket, attendee={**ticket["attendee"], "company": "Quay Ltd"})
+    session_services.advance(60)
+    result = sync_source("session_services", where)
+    assert result.ok, result.error
+    assert loaded("orders", where)[order["id"]].get("customer__phone") == "+64 21 555 0100"
+    assert loaded("tickets", where)[ticket["id"]].get("attendee__company") == "Quay Ltd"
+    with connect(where, resolve_location(where, None)) as con:
+        rows = con.execute("SELECT line, seat_row FROM session_services.orders__items "
+                           "WHERE order_id = ? ORDER BY line", [order["id"]]).fetchall()
+    assert rows[0] == (0, "K"), rows
+    assert all(seat is None for _, seat in rows[1:]), rows
+    assert_equals_truth(session_services, where)
+
+
+def test_a_field_of_another_type_fails_the_run_naming_it_and_loses_nothing(
+        session_services: SessionServicesApi) -> None:
+    """An order whose `total` arrives as text, and then a ticket whose attendee's email is
+    a number: each run fails with one line naming the field and the types, never the value;
+    nothing of the run is committed, and once the API sends the contract's types again the
+    next sync loads every change."""
+    assert sync_source("session_services").ok
+    tenant = session_services.tenants[A]
+    order = tenant.orders.by_id[session_services.truth(A, "orders")[0]["id"]]
+    ticket = tenant.tickets.by_id[session_services.truth(A, "tickets")[0]["id"]]
+    total, email = order["total"], ticket["attendee"]["email"]
+    before = loaded("orders")[order["id"]]
+    session_services.advance(60)
+    session_services._touch(order, total="4111 1111 1111 1111")
+    session_services.advance(60)
+    failed = sync_source("session_services")
+    assert not failed.ok
+    assert failed.error is not None and "\n" not in failed.error
+    assert "total holds str where the API's contract has an integer" in failed.error, \
+        failed.error
+    assert "4111" not in failed.error
+    assert loaded("orders")[order["id"]] == before
+    session_services._touch(order, total=total + 1)
+    session_services._touch(ticket, attendee={**ticket["attendee"], "email": 4111111111111111})
+    session_services.advance(60)
+    failed = sync_source("session_services")
+    assert not failed.ok and "attendee.email holds int" in (failed.error or ""), failed.error
+    assert "4111" not in (failed.error or "")
+    session_services._touch(ticket, attendee={**ticket["attendee"], "email": email})
+    session_services.advance(60)
+    result = sync_source("session_services")
+    assert result.ok, result.error
+    assert loaded("orders")[order["id"]]["total"] == total + 1
+    assert_equals_truth(session_services)

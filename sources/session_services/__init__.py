@@ -263,8 +263,20 @@ def _pages_at_once(streams: List[Tuple[int, Callable[[], Iterator[T]]]], workers
 
 def _arrow_pages(pages: Iterator[Records], schema: pa.Schema, with_items: bool = False
                  ) -> Iterator[pa.Table]:
-    """Pages of records as `schema` tables (`arrow.py`), handed to dlt in batches."""
-    batches, extra = Batches(), frozenset[str]()
+    """Pages of records as `schema` tables (`arrow.py`), handed to dlt in batches.
+
+    Raises:
+        SyncError: a record of another shape than the API's contract, naming the field.
+    """
+    try:
+        yield from _batched(pages, schema, with_items)
+    except arrow.ContractError as exc:
+        raise SyncError(f"{SOURCE}: a record does not match the API's contract: {exc}"
+                        ) from None
+
+
+def _batched(pages: Iterator[Records], schema: pa.Schema, with_items: bool) -> Iterator[pa.Table]:
+    batches, extra = Batches(), frozenset[tuple]()
     for records in pages:
         if records:
             fields = arrow.new_fields(records, schema, with_items)

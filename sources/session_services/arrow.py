@@ -14,7 +14,7 @@ and `items_for()` loads them so that an order's lines replace all its earlier on
 from __future__ import annotations
 
 import functools
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Sequence, Set, Tuple
 
 import dlt
 import pyarrow as pa
@@ -35,28 +35,63 @@ def page(records: Sequence[Dict[str, Any]], schema: pa.Schema, with_items: bool 
     """A page of API records in the API's shape (one column per top-level field, times as
     text), converted in one call; `typed()` makes a batch of such pages a `schema` table.
 
-    A top-level field the schema does not know (the API started sending it) is kept as a
-    column of its own, typed by pyarrow, for dlt to add to the table as it does for dicts.
+    A field the schema does not know (the API started sending it) is kept, typed by pyarrow,
+    for dlt to add to the table as it does for dicts: a top-level one as its own column, one
+    inside a nested object as `<object>__<field>` (`customer__phone`), one inside an order's
+    line as a field of the line (a column of `orders__items`).
 
-    Raises `ValueError` (pyarrow's `ArrowInvalid` / `ArrowTypeError`) for a value of another
-    type than the schema's.
+    Raises:
+        ContractError: a value of another type than the schema's (naming the field, not the
+            value).
     """
-    table = pa.Table.from_struct_array(pa.array(records, type=_shape(schema, with_items)))
-    for name in sorted(new_fields(records, schema, with_items)):
-        table = table.append_column(name, pa.array([r.get(name) for r in records]))
+    fields = new_fields(records, schema, with_items)
+    line_fields = sorted(p[1] for p in fields if p[0] == ITEMS)
+    shape = _shape(schema, with_items)
+    if line_fields:
+        lines = [line for r in records for line in r.get(ITEMS) or ()]
+        known = _record_type(_ITEM_RECORD)
+        extra = [pa.field(k, pa.array([line.get(k) for line in lines]).type) for k in line_fields]
+        shape = pa.struct([f if f.name != ITEMS else pa.field(ITEMS, pa.list_(
+            pa.struct(list(known) + extra))) for f in shape])
+    try:
+        table = pa.Table.from_struct_array(pa.array(records, type=shape))
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        raise _contract_error(records, shape) from None
+    for path in sorted(p for p in fields if p[0] != ITEMS):
+        table = table.append_column("__".join(path), pa.array([_get(r, path) for r in records]))
     return table
 
 
+class ContractError(ValueError):
+    """A record's field holds a value of another type than the API's contract says."""
+
+
 def new_fields(records: Sequence[Dict[str, Any]], schema: pa.Schema,
-               with_items: bool = False) -> frozenset[str]:
-    """Top-level fields of `records` that `schema` (and `items`) does not hold."""
-    return frozenset().union(*records) - _known(schema, with_items)
+               with_items: bool = False) -> frozenset[Tuple[str, ...]]:
+    """Paths of the fields of `records` that `schema` (and `items`) does not hold: a
+    top-level field (`("promoCode",)`), one inside a nested object (`("customer",
+    "phone")`), or one inside an order's line (`("items", "seatRow")`)."""
+    shape = _shape(schema, with_items)
+    found: Set[Tuple[str, ...]] = {
+        (name,) for name in frozenset().union(*records) - _known(schema, with_items)}
+    for f in shape:
+        if pa.types.is_list(f.type):  # an order's lines
+            values = [v for r in records for v in r.get(f.name) or () if isinstance(v, dict)]
+            known = f.type.value_type
+        elif pa.types.is_struct(f.type):
+            values = [v for r in records if isinstance(v := r.get(f.name), dict)]
+            known = f.type
+        else:
+            continue
+        names = {known.field(i).name for i in range(known.num_fields)}
+        found.update((f.name, k) for k in frozenset().union(*values) - names)
+    return frozenset(found)
 
 
 def typed(raw: pa.Table, schema: pa.Schema) -> pa.Table:
     """Pages from `page()` as a table of `schema` (plus `items`, when the pages have it):
     nested fields read by path, times parsed (text not ISO 8601 with `Z` raises
-    `ValueError`)."""
+    `ContractError`)."""
     columns = [_column(raw, f) for f in schema]
     fields = list(schema)
     if ITEMS in raw.column_names:
@@ -87,6 +122,9 @@ def split_items(orders: pa.Table) -> Tuple[pa.Table, pa.Table]:
     for f in _ITEM_RECORD:
         columns[f.name] = _column(values, f)
     items = pa.Table.from_arrays([columns[n] for n in ITEM_SCHEMA.names], schema=ITEM_SCHEMA)
+    for name in values.column_names:  # fields of a line the schema does not know
+        if name not in _known(_ITEM_RECORD, False):
+            items = items.append_column(values.schema.field(name), values.column(name))
     return orders.drop_columns([ITEMS]), items
 
 
@@ -146,8 +184,56 @@ def _column(raw: pa.Table, field: pa.Field) -> pa.ChunkedArray:
     if rest:
         values = pc.struct_field(values, rest)
     if pa.types.is_timestamp(field.type):
-        return pc.cast(values, pa.timestamp("ms", tz="UTC")).cast(field.type)
+        try:
+            return pc.cast(values, pa.timestamp("ms", tz="UTC")).cast(field.type)
+        except pa.ArrowInvalid:
+            raise ContractError(f"{'.'.join([top, *rest])} holds text that is not a time "
+                                "in ISO 8601 with Z, as the API's contract has") from None
     return values
+
+
+def _get(record: Dict[str, Any], path: Tuple[str, ...]) -> Any:
+    """The value at `path` in a record (None where an object on the way is missing)."""
+    value: Any = record
+    for name in path:
+        value = value.get(name) if isinstance(value, dict) else None
+    return value
+
+
+def _contract_error(records: Sequence[Dict[str, Any]], shape: pa.StructType) -> ContractError:
+    """Which field of `records` pyarrow could not convert to `shape`, named by its path with
+    the type found and the type expected; never the value (it may be personal data)."""
+    for f in shape:
+        values = [r.get(f.name) for r in records]
+        try:
+            pa.array(values, type=f.type)
+        except (pa.ArrowInvalid, pa.ArrowTypeError):
+            if pa.types.is_struct(f.type) or pa.types.is_list(f.type):
+                inner = f.type if pa.types.is_struct(f.type) else f.type.value_type
+                items = [v for x in values for v in (x if isinstance(x, list) else [x])]
+                found = [v for v in items if v is not None and not isinstance(v, dict)]
+                if not found:
+                    sub = _contract_error([v for v in items if isinstance(v, dict)], inner)
+                    return ContractError(f"{f.name}.{sub.args[0]}")
+            else:
+                found = [v for v in values if v is not None]
+            kinds = sorted({type(v).__name__ for v in found})
+            return ContractError(f"{f.name} holds {'/'.join(kinds) or 'a value'} where the "
+                                 f"API's contract has {_kind(f.type)}")
+    return ContractError("a record holds a value of another type than the API's contract has")
+
+
+def _kind(kind: pa.DataType) -> str:
+    """A type as the API's contract names it."""
+    if pa.types.is_string(kind):
+        return "a string"
+    if pa.types.is_integer(kind):
+        return "an integer"
+    if pa.types.is_struct(kind):
+        return "an object"
+    if pa.types.is_list(kind):
+        return "a list"
+    return str(kind)
 
 
 def _path(column: str) -> List[str]:

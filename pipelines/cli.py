@@ -19,6 +19,7 @@ from typing_extensions import Annotated
 from pipelines import alerts, logs, settings
 from pipelines.aftermath import counts_text
 from pipelines.lock import LOCKED_EXIT_CODE
+from pipelines.registry import SOURCES
 from pipelines.run import SyncResult
 from pipelines.run import sync as run_sync
 from sources.errors import SyncError
@@ -148,7 +149,8 @@ def report(
 
 @app.command()
 def backfill(
-    source: Annotated[str, typer.Argument(help="mobilenext or sessionvision.")],
+    source: Annotated[str, typer.Argument(help=" or ".join(
+        n for n, s in SOURCES.items() if s.backfill) + ".")],
     start: Annotated[str, typer.Option(help="Window start (ISO date or time, inclusive).")],
     end: Annotated[Optional[str], typer.Option(help="Window end (exclusive); default now.")] = None,
     chunk: Annotated[Optional[str], typer.Option(

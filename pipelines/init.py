@@ -1,37 +1,22 @@
 """`sessionsync init [DIR]`: a starting `.dlt/config.toml` and `.dlt/secrets.toml` for the
-chosen sources, so a new install has one place to fill in. It never overwrites a file."""
+chosen sources, so a new install has one place to fill in. It never overwrites a file.
+
+Each source's lines are its settings as its source function declares them
+(`sources.signature`): the code's default commented out, required ones marked, each with
+its docstring's description.
+"""
 
 from __future__ import annotations
 
+import json
+import textwrap
 from pathlib import Path
-from typing import List, Sequence
+from typing import Any, List, Sequence
 
 from pipelines.registry import SOURCES
 from sources.errors import SyncError
+from sources.signature import Setting, settings
 
-SECRETS = {
-    "mobilenext": '# api_key = "mob_..."  # or SOURCES__MOBILENEXT__API_KEY',
-    "session_services": ("# tenant id -> the JWT issued for that tenant; or "
-                         "SOURCES__SESSION_SERVICES__TENANT_TOKENS='{\"tnt_...\": \"eyJ...\"}'\n"
-                         "# tenant_tokens = { \"tnt_...\" = \"eyJ...\" }"),
-    "tagbase": '# api_key = "key_<id>:<secret>"  # the whole string; or SOURCES__TAGBASE__API_KEY',
-    "sessionvision": '# api_token = "sv_pat_..."  # or SOURCES__SESSIONVISION__API_TOKEN',
-}
-CONFIG = {
-    "mobilenext": ('# base_url = "https://api.mobilenexthq.com"\n'
-                   "# organization_ids = []  # [] = every organization the key can see\n"
-                   '# start_date = "2024-01-01"'),
-    "session_services": ('# base_url = "https://api.session.services"\n'
-                         '# start_date = "2024-01-01"'),
-    "tagbase": ('# base_url = "https://platform.tagbase.io"\n'
-                "# required: the folder (or fsspec URL) your integration appends the\n"
-                "# verification documents to\n"
-                '# verification_log_url = "/srv/tagbase-log"'),
-    "sessionvision": ('# base_url = "https://app.sessionvision.com"\n'
-                      "# required: the projects to sync\n"
-                      "# project_ids = [\"4021\", \"4022\"]\n"
-                      '# start_date = "2024-01-01"'),
-}
 HEADER = """\
 # sessionsync settings for this folder. Every default lives in code; uncomment a line only to
 # change it. The full reference of every setting is .dlt/config.toml in the sessionsync
@@ -66,12 +51,44 @@ def init(folder: Path, sources: Sequence[str]) -> List[Path]:
         raise SyncError(f"{' and '.join(existing)} exist already; not overwriting")
     enabled = "[" + ", ".join(f'"{s}"' for s in chosen) + "]"
     config_text = HEADER.format(enabled=enabled) + "".join(
-        f"\n[sources.{s}]\n# max_lag = \"1h\"\n{CONFIG[s]}\n" for s in chosen)
+        f"\n[sources.{s}]\n# max_lag = \"1h\"\n"
+        + "".join(_lines(s, x) for x in settings(SOURCES[s]) if not x.secret) for s in chosen)
     secrets_text = ("# Secrets: keep this file out of version control. Uncomment and fill in, or\n"
                     "# set the environment variables named here.\n" + "".join(
-        f"\n[sources.{s}]\n{SECRETS[s]}\n" for s in chosen))
+        f"\n[sources.{s}]\n" + "".join(_lines(s, x) for x in settings(SOURCES[s]) if x.secret)
+        for s in chosen))
     settings_dir.mkdir(parents=True, exist_ok=True)
     config.write_text(config_text)
     secrets.write_text(secrets_text)
     secrets.chmod(0o600)
     return [config, secrets]
+
+
+def _lines(source: str, setting: Setting) -> str:
+    """A setting as commented TOML: its description, then `# name = <default>` (a
+    placeholder for a required one), and the environment variable that also sets it."""
+    variable = f"SOURCES__{source.upper()}__{setting.name.upper()}"
+    about = ("required: " if setting.required and not setting.secret else "") + setting.doc
+    value = _placeholder(setting.kind) if setting.required else toml_value(setting.default)
+    return "".join(f"# {line}\n" for line in textwrap.wrap(about, 94)) + (
+        f"# {setting.name} = {value}  # or {variable}\n")
+
+
+def toml_value(value: Any) -> str:
+    """A default as a TOML value."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
+
+
+def _placeholder(kind: str) -> str:
+    """What to fill in for a required setting of annotation `kind`."""
+    if kind.startswith("Dict"):
+        return '{ "..." = "..." }'
+    if kind.startswith(("List", "Sequence")):
+        return '["..."]'
+    return '"..."'

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
 from pipelines.backfill import backfill
+from pipelines.init import init, toml_value
 from pipelines.registry import SOURCES, spec
 from sources.errors import SyncError
+from sources.signature import settings
 from sources.spec import freshness_table, readme_freshness
 from tests.conftest import ROOT
 
@@ -45,3 +48,33 @@ def test_unknown_source_and_one_without_a_time_filter_are_named() -> None:
     assert not result.ok and result.error == (
         "backfill: tagbase has no time filter to window by; its first sync reads all history "
         "(backfill supports mobilenext, sessionvision)")
+
+
+@pytest.mark.parametrize("name", list(SOURCES))
+def test_the_settings_reference_and_init_list_every_setting_of_the_source_function(
+        name: str, tmp_path: Path) -> None:
+    """`.dlt/config.toml` (the reference), `.dlt/example.secrets.toml` and what `sessionsync
+    init` writes name every setting the source function declares, with the code's default."""
+    declared = settings(SOURCES[name])
+    assert declared, f"{name}: the source function declares no settings"
+
+    def section(text: str) -> str:
+        return text.split(f"[sources.{name}]\n", 1)[1].split("\n[", 1)[0]
+
+    reference = section((ROOT / ".dlt" / "config.toml").read_text())
+    example = section((ROOT / ".dlt" / "example.secrets.toml").read_text())
+    init(tmp_path, [name])
+    made = section((tmp_path / ".dlt" / "config.toml").read_text())
+    made_secrets = section((tmp_path / ".dlt" / "secrets.toml").read_text())
+    for setting in declared:
+        if setting.secret:
+            assert f"{setting.name} = " in example, f"{setting.name} missing from the example"
+            assert f"# {setting.name} = " in made_secrets
+            continue
+        assert f"# {setting.name} = " in reference, (
+            f".dlt/config.toml [sources.{name}] does not name {setting.name}")
+        assert f"# {setting.name} = " in made
+        if not setting.required:
+            line = next(x for x in reference.splitlines() if x.startswith(f"# {setting.name} = "))
+            value = line.split(" = ", 1)[1].split("  #")[0]
+            assert value == toml_value(setting.default), (name, setting.name, value)

@@ -114,9 +114,12 @@ def backfill(source: str, start: str, end: Optional[str], chunk: Optional[str],
         result = BackfillResult(source, ok=True, chunks=len(chunks))
         loaded = False
         with warehouse_lock(source, destination, location):
+            memory = None if chunk else ROW_SIZED_DUCKDB_MEMORY
             with sharing.warehouse_access(source, destination, location):  # reads the warehouse
-                done = _completed(_without_unloaded(make_pipeline(
-                    source, destination, warehouse, name), source), source, job)
+                # one pipeline for every run: its state is read from the warehouse once, here
+                pipeline = _without_unloaded(make_pipeline(
+                    source, destination, warehouse, name, memory), source)
+                done = _completed(pipeline, source, job)
             days = FIRST_DAYS if chunk is None else 1  # grid chunks per run
             n = 0
             log_rows: List[Dict[str, Any]] = []  # every run's, appended once at the end
@@ -136,7 +139,7 @@ def backfill(source: str, start: str, end: Optional[str], chunk: Optional[str],
                                   only=only, extra=_progress_marker(job, [c.key for c in group]),
                                   new_only=SOURCES[source].new_only, publish=False,
                                   log_rows=log_rows,
-                                  duckdb_memory=None if chunk else ROW_SIZED_DUCKDB_MEMORY,
+                                  duckdb_memory=memory, pipeline=pipeline,
                                   window=[piece.start.isoformat(), piece.end.isoformat()],
                                   **deferring)
                 n += len(group)

@@ -104,7 +104,7 @@ def sync_locked(source: str, destination: str, warehouse: Optional[str], locatio
                 new_only: Sequence[str] = (), publish: bool = True,
                 duckdb_memory: Optional[str] = None, hold_open: bool = False,
                 log_rows: Optional[List[Dict[str, Any]]] = None,
-                **source_args: Any) -> SyncResult:
+                pipeline: Optional[dlt.Pipeline] = None, **source_args: Any) -> SyncResult:
     """One run of a source whose lock the caller holds; logged to the run log.
 
     `pipeline_name` gives a run its own dlt state (backfill), `only` selects resources,
@@ -120,12 +120,16 @@ def sync_locked(source: str, destination: str, warehouse: Optional[str], locatio
     DuckDB warehouse file open for the whole run (`sharing.warehouse_access`; `sync_source`),
     and the run's read-backs share one connection. A backfill leaves both off: between its
     connections another program may take the file, and its rerun finishes what that failed.
+    `pipeline`: the pipeline to run in, made by the caller (a backfill runs all its loads in
+    one), whose state the caller has already synced with the warehouse; the run then does
+    not read the warehouse's copy of it again.
     """
     # held open, the run's read-backs share one connection too (`sources.loaded`)
     with sharing.warehouse_access(source, destination, location, hold_open=hold_open), \
             (loaded.one_connection() if hold_open else nullcontext()):
         result = _run_locked(source, destination, warehouse, location, mode, pipeline_name,
-                             only, extra, new_only, duckdb_memory, log_rows, **source_args)
+                             only, extra, new_only, duckdb_memory, log_rows, pipeline,
+                             **source_args)
         aftermath.after_run(result, destination, location, publish)
     return result
 
@@ -135,7 +139,7 @@ def _run_locked(source: str, destination: str, warehouse: Optional[str], locatio
                 only: Optional[Sequence[str]] = None, extra: Optional[DltResource] = None,
                 new_only: Sequence[str] = (), duckdb_memory: Optional[str] = None,
                 log_rows: Optional[List[Dict[str, Any]]] = None,
-                **source_args: Any) -> SyncResult:
+                given: Optional[dlt.Pipeline] = None, **source_args: Any) -> SyncResult:
     """The run itself: extract, normalize and load, then its run log rows."""
     run_id = uuid.uuid4().hex
     changes: List[Dict[str, Any]] = []
@@ -144,8 +148,12 @@ def _run_locked(source: str, destination: str, warehouse: Optional[str], locatio
     rows: Dict[str, int] = {}
     with runstats.collecting() as counts:
         try:
-            pipeline = make_pipeline(source, destination, warehouse, pipeline_name,
-                                     duckdb_memory)
+            if given is None:
+                pipeline = make_pipeline(source, destination, warehouse, pipeline_name,
+                                         duckdb_memory)
+            else:  # the current pipeline: read-backs (`sources.loaded`) go through it
+                pipeline = given
+                pipeline.activate()
             data = source_factory(source)(**source_args)
             if only:
                 unknown = set(only) - set(data.resources)
@@ -177,6 +185,7 @@ def _run_locked(source: str, destination: str, warehouse: Optional[str], locatio
                     pipeline, data,
                     loader_file_format="parquet",
                     table_format="delta" if destination == "parquet" else None,
+                    restore=given is None,
                 )
             changes = schema_changes.added(load_info, known)
             info = pipeline.last_trace.last_normalize_info if pipeline.last_trace else None

@@ -20,14 +20,19 @@ from typing import Any, Optional
 import dlt
 
 
-def run(pipeline: dlt.Pipeline, data: Any, **extract_options: Any) -> Optional[Any]:
+def run(pipeline: dlt.Pipeline, data: Any, restore: bool = True,
+        **extract_options: Any) -> Optional[Any]:
     """Extract `data` (`extract_options` as for `pipeline.extract`), normalize, and load when
     there is anything to load; the `LoadInfo`, or None when nothing was loaded.
+
+    `restore` False skips reading the warehouse's copy of the state: for a caller that read it
+    once and is the pipeline's only writer since (a backfill, under the source's lock, runs all
+    its loads in one pipeline; each of its runs would otherwise open the warehouse for it).
 
     Each step is traced as one trace (dlt merges single steps), so
     `pipeline.last_trace.last_normalize_info` counts this run's rows as after `pipeline.run`.
     """
-    if pipeline.config.restore_from_destination and not pipeline.dev_mode:
+    if restore and pipeline.config.restore_from_destination and not pipeline.dev_mode:
         pipeline.sync_destination()
     pipeline.extract(data, **extract_options)
     pipeline.normalize()

@@ -14,7 +14,7 @@ and `items_for()` loads them so that an order's lines replace all its earlier on
 from __future__ import annotations
 
 import functools
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 import dlt
 import pyarrow as pa
@@ -24,16 +24,18 @@ from dlt.sources import DltResource
 from sources.session_services.settings import ITEM_SCHEMA
 
 ITEMS = "items"
+TENANT = "tenantId"
 ITEMS_TABLE = "orders__items"
 ITEM_KEY = ("order_id", "line")
 _FROM_ORDER = ("order_id", "line", "tenant_id")  # item columns taken from the order
 _ITEM_RECORD = pa.schema([f for f in ITEM_SCHEMA if f.name not in _FROM_ORDER])
 
 
-def page(records: Sequence[Dict[str, Any]], schema: pa.Schema, with_items: bool = False
-         ) -> pa.Table:
+def page(records: Sequence[Dict[str, Any]], schema: pa.Schema, with_items: bool = False,
+         tenant: Optional[str] = None) -> pa.Table:
     """A page of API records in the API's shape (one column per top-level field, times as
     text), converted in one call; `typed()` makes a batch of such pages a `schema` table.
+    `tenant` fills the `tenantId` column (the API's records do not carry it).
 
     A top-level field the schema does not know (the API started sending it) is kept as a
     column of its own, typed by pyarrow, for dlt to add to the table as it does for dicts.
@@ -42,6 +44,9 @@ def page(records: Sequence[Dict[str, Any]], schema: pa.Schema, with_items: bool 
     type than the schema's.
     """
     table = pa.Table.from_struct_array(pa.array(records, type=_shape(schema, with_items)))
+    if tenant is not None:
+        at = table.schema.get_field_index(TENANT)
+        table = table.set_column(at, TENANT, pa.array([tenant] * len(records), pa.string()))
     for name in sorted(new_fields(records, schema, with_items)):
         table = table.append_column(name, pa.array([r.get(name) for r in records]))
     return table

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
 from pathlib import Path
@@ -290,6 +291,59 @@ def test_a_tenant_refused_mid_scan_fails_alone_while_the_other_loads(
     session_services.revoked.clear()
     result = sync_source("session_services")
     assert result.ok, result.error
+    assert_equals_truth(session_services)
+
+
+def _copies(destination: str) -> Dict[str, tuple]:
+    """Rows and distinct keys of each table in the warehouse."""
+    keys = {t: "id" for t in TABLES}
+    keys["orders__items"] = "order_id, line"
+    with connect(destination, resolve_location(destination, None)) as con:
+        return {t: con.execute(f"SELECT count(*), count(DISTINCT ({k})) "
+                               f"FROM session_services.{t}").fetchall()[0]
+                for t, k in keys.items()}
+
+
+@pytest.mark.parametrize("destination", ["duckdb", "parquet"])
+def test_a_first_sync_appends_each_row_once_and_later_syncs_merge(
+        session_services: SessionServicesApi, destination: str) -> None:
+    """Nothing of the source in the warehouse: the first sync appends (one row per id: the
+    load is de-duplicated); the next one merges into what it loaded."""
+    assert sync_source("session_services", destination).ok
+    schema = make_pipeline("session_services", destination, None).default_schema
+    assert {t: schema.get_table(t)["write_disposition"] for t in (*TABLES, "orders__items")
+            } == {t: "append" for t in (*TABLES, "orders__items")}
+    assert all(rows == ids for rows, ids in _copies(destination).values())
+    assert_equals_truth(session_services, destination)
+
+    session_services.advance(3 * DAY_S)  # orders change, refunds, scans: merged now
+    assert sync_source("session_services", destination).ok
+    schema = make_pipeline("session_services", destination, None).default_schema
+    assert schema.get_table("orders")["write_disposition"] == "merge"
+    assert all(rows == ids for rows, ids in _copies(destination).values())
+    assert_equals_truth(session_services, destination)
+
+
+def test_a_first_sync_whose_load_failed_is_read_again_not_finished(
+        session_services: SessionServicesApi, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The first sync's load fails (DuckDB out of memory) after its rows were read: the next
+    run drops that package (its appends, run again, could double rows) and reads the API
+    again, loading every row once."""
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG",
+                       '{"memory_limit": "1MB"}')
+    result = sync_source("session_services")
+    assert not result.ok and "memory_limit" in (result.error or "")
+    assert make_pipeline("session_services", "duckdb", None).has_pending_data
+    monkeypatch.delenv("DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG")
+    session_services.reset_stats()
+    with caplog.at_level(logging.WARNING, logger="sessionsync"):
+        assert sync_source("session_services").ok
+    assert "a first sync whose load did not finish is read again" in caplog.text
+    assert "finishing the load" not in caplog.text
+    assert session_services.count("/orders") > 0, "the API was read again"
+    assert load_count("session_services") == 1
+    assert all(rows == ids for rows, ids in _copies("duckdb").values())
     assert_equals_truth(session_services)
 
 

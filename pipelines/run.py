@@ -16,7 +16,7 @@ from dlt.sources import DltResource
 
 from pipelines import aftermath, runlog, schema_changes, settings, sharing, steps
 from pipelines.lock import LockedError, warehouse_lock
-from pipelines.registry import source_factory
+from pipelines.registry import SOURCES, source_factory
 from pipelines.warehouse import (
     Location,
     connect,
@@ -162,8 +162,22 @@ def _run_locked(source: str, destination: str, warehouse: Optional[str], locatio
                                     f"it has {', '.join(data.resources)}")
                 data = data.with_resources(*only)
             resources = list(data.selected_resources)
+            first_append = pipeline_name is None and _first_append(source)
+            if pipeline.has_pending_data and first_append and pipeline.first_run:
+                # a first sync killed before its load finished: it may have appended
+                log.warning("%s: a first sync whose load did not finish is read again", source)
+                pipeline = pipeline.drop()
+            if pipeline.has_pending_data:
+                # A run killed after extract left packages behind. `run()` would only load
+                # them and skip this run's extract, so finish them first, then sync.
+                log.warning("%s: finishing the load an interrupted run left behind", source)
+                pipeline.normalize()
+                pipeline.load()
             new_only = [r for r in new_only if _reads_back(pipeline, r)
                         or not _in_warehouse(source, r, destination, location)]
+            if first_append and pipeline.first_run and not _holds_any(source, destination,
+                                                                       location):
+                new_only = resources  # a first sync with nothing to merge with
             for resource in data.selected_resources.values():
                 if resource.write_disposition == MERGE:
                     dedup.apply(resource)  # one row per key per load, the latest read
@@ -173,12 +187,6 @@ def _run_locked(source: str, destination: str, warehouse: Optional[str], locatio
                         resource.apply_hints(write_disposition=DUCKDB_MERGE)
             if extra is not None:
                 data.resources.add(extra)
-            if pipeline.has_pending_data:
-                # A run killed after extract left packages behind. `run()` would only load
-                # them and skip this run's extract, so finish them first, then sync.
-                log.warning("%s: finishing the load an interrupted run left behind", source)
-                pipeline.normalize()
-                pipeline.load()
             known = schema_changes.known_tables(pipeline)
             with partitions.collecting() as failures:
                 load_info = steps.run(  # pipeline.run(), without a load when nothing to load
@@ -237,6 +245,24 @@ def _in_warehouse(source: str, table: str, destination: str, location: Location)
     try:
         with connect(destination, location) as con:
             return f"{source}.{table}" in data_tables(con)
+    except SyncError:  # no warehouse yet
+        return False
+
+
+def _first_append(source: str) -> bool:
+    """Whether a first sync of `source` appends (`SourceSpec.first_append`)."""
+    spec = SOURCES.get(source)
+    return spec is not None and spec.first_append
+
+
+def _holds_any(source: str, destination: str, location: Location) -> bool:
+    """Whether the warehouse holds any table of `source` (loaded by any pipeline, or left by
+    a load that did not finish); on Postgres assumed so (merged: always exact)."""
+    if destination == "postgres":
+        return True
+    try:
+        with connect(destination, location) as con:
+            return any(t.startswith(f"{source}.") for t in data_tables(con))
     except SyncError:  # no warehouse yet
         return False
 

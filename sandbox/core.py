@@ -131,7 +131,7 @@ class Api:
         self.requests: List[Tuple[str, str]] = []
         self.injected: Dict[str, int] = {}
         self.before_request: Optional[Callable[[Request], None]] = None
-        self._last_ok: Dict[str, Response] = {}
+        self._last_ok: Dict[Any, Response] = {}
         self._tokens: Optional[float] = None  # rate limit bucket; None = full
         self._span: List[float] = []  # monotonic times of the first and latest API request
         self._refilled = 0.0
@@ -190,11 +190,18 @@ class Api:
             if self.faults.tick_seconds:
                 self.advance(self.fault_rng.uniform(0, self.faults.tick_seconds))
             paging = any(k in request.query for k in ("before", "after", "cursor"))
-            if action == "repeat" and paging and request.path in self._last_ok:
-                return self._last_ok[request.path], action
+            # a repeated page is a stale answer to the same list: same path, caller and
+            # query but the cursor (lists of other queries or tenants are paged at once; one
+            # of their pages would be another request's answer, which no contract allows)
+            same = (request.path, request.headers.get("authorization"),
+                    request.headers.get("x-tenant-id"),
+                    tuple(sorted((k, tuple(v)) for k, v in request.query.items()
+                                 if k not in ("before", "after", "cursor"))))
+            if action == "repeat" and paging and same in self._last_ok:
+                return self._last_ok[same], action
             response = self.route(request)
             if response.status == 200:
-                self._last_ok[request.path] = response
+                self._last_ok[same] = response
             if action == "malformed" and response.status == 200:
                 response = Response(200, response.body[: len(response.body) // 2],
                                     {"Content-Type": "application/json"})

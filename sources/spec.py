@@ -70,6 +70,11 @@ class SourceSpec:
             backfill leaves them out rather than page their list once per load; and a
             backfill of several loads passes the source `defer=True` for every load but its
             last, which reads the records those loads left due (kept in source state).
+        first_append: a first sync (the scheduled pipeline has never loaded) into a
+            warehouse holding none of the source's tables appends its merge resources
+            instead of merging: there is nothing to merge with, and a load carries one row
+            per key (`sources.dedup`). Such a sync killed before its load finished is read
+            again from the API, never finished (its jobs run twice would append twice).
     """
 
     name: str
@@ -83,6 +88,7 @@ class SourceSpec:
     freshness: Tuple[Freshness, ...] = ()
     history: Optional[str] = None
     reread: Tuple[str, ...] = ()
+    first_append: bool = False
 
     def __post_init__(self) -> None:
         for resource in (*self.high_water, *self.backfill, *self.new_only, *self.needs,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import logging
 import math
+import threading
 from pathlib import Path
 from typing import Any, Dict, Iterator, List
 
@@ -11,7 +13,7 @@ import pytest
 
 from pipelines.run import make_pipeline, sync_source
 from pipelines.warehouse import connect, resolve_location
-from sandbox.core import parse_iso_ms
+from sandbox.core import Request, parse_iso_ms
 from sandbox.serve import START
 from sandbox.session_services import (
     DAY,
@@ -230,6 +232,119 @@ def test_unknown_tenant_is_named(session_services: SessionServicesApi,
     assert not result.ok
     assert UNISSUED_TENANT in (result.error or "") and "Tenant not found" in (result.error or "")
     assert {r["tenant_id"] for r in loaded("orders").values()} == {A}
+
+
+def test_tenants_are_read_at_once(session_services: SessionServicesApi) -> None:
+    """The sandbox holds tenant A's first orders page and its first tickets page until tenant
+    B asks for the same list (at most 10 s): read one tenant after another, B never asks
+    while A waits."""
+    firsts: Dict[str, Dict[str, threading.Event]] = {
+        path: {t: threading.Event() for t in TENANTS} for path in ("/orders", "/tickets")}
+    overlapped: Dict[str, bool] = {}
+
+    def hold_a_until_b(request: Request) -> None:
+        events = firsts.get(request.path)
+        if events is None or request.arg("after") is not None:
+            return
+        tenant = request.headers.get("x-tenant-id", "")
+        if tenant in events and not events[tenant].is_set():
+            events[tenant].set()
+            if tenant == A:
+                overlapped[request.path] = events[B].wait(10)
+
+    session_services.before_request = hold_a_until_b
+    result = sync_source("session_services")
+    assert result.ok, result.error
+    assert overlapped == {"/orders": True, "/tickets": True}
+    assert_equals_truth(session_services)
+
+
+def test_a_tenant_refused_mid_scan_fails_alone_while_the_other_loads(
+        session_services: SessionServicesApi) -> None:
+    """B's token is revoked after B's second orders page, while A is paged at the same time:
+    one line names B, A loads whole, B's state stays, and with the token back all of B
+    loads."""
+    pages: List[str] = []
+
+    def revoke_b(request: Request) -> None:
+        if request.path == "/orders" and request.headers.get("x-tenant-id") == B:
+            pages.append(request.path)
+            if len(pages) == 3:
+                session_services.revoked.add(token_for(B))
+
+    session_services.before_request = revoke_b
+    result = sync_source("session_services")
+    assert not result.ok
+    error = result.error or ""
+    assert len(error.splitlines()) == 1 and B in error and "401" in error, error
+    assert A not in error
+    orders = loaded("orders")
+    assert {o["id"] for o in orders.values() if o["tenant_id"] == A} == {
+        o["id"] for o in session_services.truth(A, "orders")}
+    assert {t["tenant_id"] for t in loaded("tickets").values()} == {A}
+    resources = make_pipeline("session_services", "duckdb", None).state["sources"][
+        "session_services"]["resources"]
+    assert resources["orders"]["tenants"][A]["watermark"]
+    assert not any(r.get("tenants", {}).get(B) for r in resources.values())  # B's never moved
+
+    session_services.before_request = None
+    session_services.revoked.clear()
+    result = sync_source("session_services")
+    assert result.ok, result.error
+    assert_equals_truth(session_services)
+
+
+def _copies(destination: str) -> Dict[str, tuple]:
+    """Rows and distinct keys of each table in the warehouse."""
+    keys = {t: "id" for t in TABLES}
+    keys["orders__items"] = "order_id, line"
+    with connect(destination, resolve_location(destination, None)) as con:
+        return {t: con.execute(f"SELECT count(*), count(DISTINCT ({k})) "
+                               f"FROM session_services.{t}").fetchall()[0]
+                for t, k in keys.items()}
+
+
+@pytest.mark.parametrize("destination", ["duckdb", "parquet"])
+def test_a_first_sync_appends_each_row_once_and_later_syncs_merge(
+        session_services: SessionServicesApi, destination: str) -> None:
+    """Nothing of the source in the warehouse: the first sync appends (one row per id: the
+    load is de-duplicated); the next one merges into what it loaded."""
+    assert sync_source("session_services", destination).ok
+    schema = make_pipeline("session_services", destination, None).default_schema
+    assert {t: schema.get_table(t)["write_disposition"] for t in (*TABLES, "orders__items")
+            } == {t: "append" for t in (*TABLES, "orders__items")}
+    assert all(rows == ids for rows, ids in _copies(destination).values())
+    assert_equals_truth(session_services, destination)
+
+    session_services.advance(3 * DAY_S)  # orders change, refunds, scans: merged now
+    assert sync_source("session_services", destination).ok
+    schema = make_pipeline("session_services", destination, None).default_schema
+    assert schema.get_table("orders")["write_disposition"] == "merge"
+    assert all(rows == ids for rows, ids in _copies(destination).values())
+    assert_equals_truth(session_services, destination)
+
+
+def test_a_first_sync_whose_load_failed_is_read_again_not_finished(
+        session_services: SessionServicesApi, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    """The first sync's load fails (DuckDB out of memory) after its rows were read: the next
+    run drops that package (its appends, run again, could double rows) and reads the API
+    again, loading every row once."""
+    monkeypatch.setenv("DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG",
+                       '{"memory_limit": "1MB"}')
+    result = sync_source("session_services")
+    assert not result.ok and "memory_limit" in (result.error or "")
+    assert make_pipeline("session_services", "duckdb", None).has_pending_data
+    monkeypatch.delenv("DESTINATION__DUCKDB__CREDENTIALS__GLOBAL_CONFIG")
+    session_services.reset_stats()
+    with caplog.at_level(logging.WARNING, logger="sessionsync"):
+        assert sync_source("session_services").ok
+    assert "a first sync whose load did not finish is read again" in caplog.text
+    assert "finishing the load" not in caplog.text
+    assert session_services.count("/orders") > 0, "the API was read again"
+    assert load_count("session_services") == 1
+    assert all(rows == ids for rows, ids in _copies("duckdb").values())
+    assert_equals_truth(session_services)
 
 
 def test_retries_under_429_and_5xx(session_services: SessionServicesApi) -> None:

@@ -25,6 +25,7 @@ window itself. The events lists are read once per run per tenant and shared.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Callable, Dict, Iterator, List, Optional, Tuple, TypeVar
@@ -56,6 +57,10 @@ from sources.timeutil import format_ms, parse_ts
 log = logging.getLogger("sessionsync")
 Records = List[Dict[str, Any]]
 Change = Tuple[str, str, str]  # an order read this run: id, eventId, updatedAt
+Sweep = Tuple[List[str], Optional[str], Dict[str, Any]]  # `recheck.sweep_events`
+# a per-event read: path, records key, query, emit from updatedAt, which records to keep
+ListRead = Tuple[str, str, Optional[Dict[str, Any]], Optional[str],
+                 Optional[Callable[[Dict[str, Any]], bool]]]
 TIMESTAMPS = ("created_at", "updated_at")
 T = TypeVar("T")
 
@@ -82,6 +87,7 @@ def session_services_source(
             each run reads the share (time since the last run) / recheck_hours of them.
         concurrency: requests in flight at once per tenant: the per-event lists (tickets,
             admissions) are paged together, and the orders pages a little ahead of the reader.
+            Tenants are read at once (each orders scan is a `sources.scan.Scan`).
     """
     if not isinstance(tenant_tokens, dict) or not tenant_tokens:
         raise SyncError(f"{SOURCE}: tenant_tokens must be a JSON object of tenant id -> token")
@@ -123,9 +129,12 @@ def session_services_source(
 
     @arrow_table("orders", ORDER_SCHEMA)
     def orders() -> Iterator[pa.Table]:
-        """Orders with their `items` (split off into `orders__items` after de-duplication)."""
-        yield from _arrow_pages(each_tenant(
-            lambda tenant, st: _orders(tenant, st, start, hours, changes)), ORDER_SCHEMA, True)
+        """Orders with their `items` (split off into `orders__items` after de-duplication),
+        every tenant's scan paged at once (`sources.scan.run`)."""
+        scans = _begun(tenants, lambda tenant, st: _OrdersScan(tenant, st, start, hours,
+                                                               changes))
+        for batch in scan.run(scans, len(scans)):
+            yield arrow.typed(batch, ORDER_SCHEMA)
 
     orders.add_yield_map(_split_items)
 
@@ -151,7 +160,7 @@ def session_services_source(
 
     @table("admissions")
     def admissions() -> Iterator[Records]:
-        def read(tenant: _Tenant, st: Dict[str, Any]) -> Iterator[Records]:
+        def read(tenant: _Tenant, st: Dict[str, Any]) -> Tuple[Optional[Sweep], List[ListRead]]:
             since = st.get("watermark")
             due = {e["id"]: since for e in tenant.events()
                    if since is None or e["updatedAt"] >= since
@@ -160,19 +169,27 @@ def session_services_source(
             if sweep is not None:  # the rolling re-read: edits of events not on sale
                 again, floor, _ = sweep
                 due.update({e: _earlier(floor, due.get(e, floor)) for e in again})
-            yield from _read_changed(tenant, st, sweep, [
-                (f"/events/{segment(e)}/admissions", "admissions", None, floor, None)
-                for e, floor in due.items()])
-        yield from each_tenant(read)
+            return sweep, [(f"/events/{segment(e)}/admissions", "admissions", None, floor, None)
+                           for e, floor in due.items()]
+        for tenant, records in _read_changed(tenants, read):
+            yield _changed(tenant, records, None)
 
     @arrow_table("tickets", TICKET_SCHEMA)
     def tickets() -> Iterator[pa.Table]:
-        def read(tenant: _Tenant, st: Dict[str, Any]) -> Iterator[Records]:
+        def read(tenant: _Tenant, st: Dict[str, Any]) -> Tuple[Optional[Sweep], List[ListRead]]:
             reads, sweep = _ticket_reads(tenant, st, hours, changes)
-            yield from _read_changed(tenant, st, sweep, [
-                ("/tickets", "tickets", params, floor, partial(_ticket_kept, start, reread))
-                for params, floor, reread in reads])
-        yield from _arrow_pages(each_tenant(read), TICKET_SCHEMA)
+            return sweep, [("/tickets", "tickets", params, floor,
+                            partial(_ticket_kept, start, reread))
+                           for params, floor, reread in reads]
+        batches = Batches()
+        for tenant, records in _read_changed(tenants, read):
+            batch = batches.add(arrow.page(records, TICKET_SCHEMA, tenant=tenant.id)
+                                if records else None)
+            if batch is not None:
+                yield arrow.typed(batch, TICKET_SCHEMA)
+        rest = batches.flush()
+        if rest is not None:
+            yield arrow.typed(rest, TICKET_SCHEMA)
 
     return [orders, events, venues, admissions, tickets]
 
@@ -218,18 +235,9 @@ class _Tenant(scan.Partition):
         """The pages of one of this tenant's collections, each with the cursor that fetched it."""
         return AfterCursorPaginator(self.client, path, key, params, start).pages()
 
-    def pages_of(self, reads: List[Tuple[str, str, Optional[Dict[str, Any]]]]
-                 ) -> Iterator[Tuple[int, Records]]:
-        """`(index in reads, records)` of every page of each `(path, key, params)` read,
-        `workers` reads paged at once (`sources.fanout`): each read's pages in order, reads
-        interleaved. The first error (a refusal of this tenant, say) is raised here, in the
-        reader, after the pages that preceded it.
-        """
-        return _pages_at_once([(n, partial(self._records, path, key, params))
-                               for n, (path, key, params) in enumerate(reads)], self.workers)
-
-    def _records(self, path: str, key: str, params: Optional[Dict[str, Any]]
-                 ) -> Iterator[Records]:
+    def records(self, path: str, key: str, params: Optional[Dict[str, Any]]
+                ) -> Iterator[Records]:
+        """The records of each page of one of this tenant's collections."""
         for records, _ in self.pages(path, key, params):
             yield records
 
@@ -247,50 +255,6 @@ class _Tenant(scan.Partition):
                     found.update((r["id"], r) for r in records)
             self._events = list(found.values())
         return self._events
-
-
-def _pages_at_once(streams: List[Tuple[int, Callable[[], Iterator[T]]]], workers: int
-                   ) -> Iterator[Tuple[int, T]]:
-    """`(key, page)` of each `(key, make_stream)`, `workers` streams paged at once on fan-out
-    threads (`sources.fanout`), each a little ahead of the reader; a stream's error is raised
-    here, after the pages that preceded it."""
-    for message in fanout.interleave(streams, workers):
-        if isinstance(message, fanout.Page):
-            yield message.key, message.items
-        elif message.error is not None:
-            raise message.error
-
-
-def _arrow_pages(pages: Iterator[Records], schema: pa.Schema, with_items: bool = False
-                 ) -> Iterator[pa.Table]:
-    """Pages of records as `schema` tables (`arrow.py`), handed to dlt in batches.
-
-    Raises:
-        SyncError: a record of another shape than the API's contract, naming the field.
-    """
-    try:
-        yield from _batched(pages, schema, with_items)
-    except arrow.ContractError as exc:
-        raise SyncError(f"{SOURCE}: a record does not match the API's contract: {exc}"
-                        ) from None
-
-
-def _batched(pages: Iterator[Records], schema: pa.Schema, with_items: bool) -> Iterator[pa.Table]:
-    batches, extra = Batches(), frozenset[tuple]()
-    for records in pages:
-        if records:
-            fields = arrow.new_fields(records, schema, with_items)
-            if fields != extra:  # pages batched together share their fields
-                rest = batches.flush()
-                if rest is not None:
-                    yield arrow.typed(rest, schema)
-                extra = fields
-            batch = batches.add(arrow.page(records, schema, with_items))
-            if batch is not None:
-                yield arrow.typed(batch, schema)
-    rest = batches.flush()
-    if rest is not None:
-        yield arrow.typed(rest, schema)
 
 
 def _split_items(item: Any) -> Iterator[Any]:
@@ -311,64 +275,137 @@ def _changed(tenant: _Tenant, records: Records, since: Optional[str]) -> Records
             if since is None or r["updatedAt"] >= since]
 
 
-def _read_changed(tenant: _Tenant, st: Dict[str, Any],
-                  sweep: Optional[Tuple[Any, Any, Dict[str, Any]]],
-                  reads: List[Tuple[str, str, Optional[Dict[str, Any]], Optional[str],
-                                    Optional[Callable[[Dict[str, Any]], bool]]]]
-                  ) -> Iterator[Records]:
-    """Page each `(path, key, params, floor, keep)`, several at once (`_Tenant.pages_of`),
-    and yield the records `keep` accepts (all when None) updated at or after `floor`; then
-    keep the events sweep state and move the watermark (both only with rows written, or
-    hourly: `sources.checkpoint`)."""
-    wrote = False
-    for n, records in tenant.pages_of([(path, key, params) for path, key, params, _, _ in reads]):
-        _, _, _, floor, keep = reads[n]
-        rows = _changed(tenant, [r for r in records if keep is None or keep(r)], floor)
-        wrote = wrote or bool(rows)
-        yield rows
-    _store(st, sweep, tenant.watermark(), wrote)
-    checkpoint.advance(st, "watermark", tenant.watermark(), wrote)
+def _begun(tenants: List[_Tenant], make: Callable[[_Tenant, Dict[str, Any]], T]) -> List[T]:
+    """`make(tenant, this resource's state for it)` for each tenant in good standing, after
+    the tenant's clock read (`_Tenant.begin`); a tenant refused there fails alone."""
+    state = scan.states("tenants")
+    made: List[T] = []
+    for tenant in tenants:
+        if tenant.failed:
+            continue
+        with tenant.guard():
+            tenant.begin()
+            made.append(make(tenant, state.setdefault(tenant.id, {})))
+    return made
 
 
-def _orders(tenant: _Tenant, st: Dict[str, Any], start: str, hours: float,
-            handoff: Handoff[List[Change]]) -> Iterator[Records]:
-    """Scan orders from the stored page whose orders can still change, then the older pages
-    the rolling re-read has due; yield changed orders, and hand every order read (changed
-    or not) to `tickets`."""
-    since = st.get("watermark")
-    begin = _window_start(st.get("ladder", []), since)
-    ladder: List[List[Any]] = []
-    changes: List[Change] = []
-    wrote = False
-    # paged a little ahead of this loop, so the next page's wait overlaps this page's work
-    for _, (records, cursor) in _pages_at_once([(0, lambda: _order_pages(tenant, begin))], 1):
-        if records:
-            ladder.append([cursor, records[0]["createdAt"]])
-        changes.extend((r["id"], r["eventId"], r["updatedAt"]) for r in records)
-        rows = [dict(r, tenantId=tenant.id) for r in records
-                if r["createdAt"] >= start and (since is None or r["updatedAt"] >= since)]
-        if rows:
-            wrote = True
-            yield rows
-    now = tenant.watermark()
-    sweep = st.get("recheck")
-    if sweep is None:  # a first run reads every order: the first cycle starts now
-        first = ladder[0][1] if begin is None and ladder else None
-        sweep = recheck.new_cycle(now, now if since is None else None, first)
-    elif begin is not None:
-        for records, rows, read in recheck.sweep_orders(
-                lambda at: _order_pages(tenant, at), st["recheck"], begin, now, hours,
-                lambda r: r["createdAt"] >= start):
-            sweep = read
-            changes.extend((r["id"], r["eventId"], r["updatedAt"]) for r in records)
+@dataclass
+class _Listed:
+    """One tenant's per-event reads in one run (`_read_changed`)."""
+
+    tenant: _Tenant
+    st: Dict[str, Any]
+    sweep: Optional[Sweep]
+    reads: List[ListRead]
+    wrote: bool = False
+
+
+def _read_changed(tenants: List[_Tenant],
+                  plan: Callable[[_Tenant, Dict[str, Any]],
+                                 Tuple[Optional[Sweep], List[ListRead]]]
+                  ) -> Iterator[Tuple[_Tenant, Records]]:
+    """Page the `(path, key, params, floor, keep)` reads `plan(tenant, its state)` returns
+    (and its events sweep), every tenant's at once, `workers` reads per tenant in flight
+    (`sources.fanout`), and yield `(tenant, records)`: each page's records that `keep`
+    accepts (all when None) updated at or after `floor`.
+
+    A tenant the API refuses fails alone (`scan.Partition.fail`): what it yielded before
+    stays, its state stays; any other error stops the run. Then every other tenant keeps its
+    events sweep state and moves its watermark (both only with rows written, or hourly:
+    `sources.checkpoint`), the `Date` of a response read before any of these reads.
+    """
+    planned = _begun(tenants, lambda tenant, st: _Listed(tenant, st, *plan(tenant, st)))
+    streams = [((i, n), partial(p.tenant.records, path, key, params))
+               for n in range(max((len(p.reads) for p in planned), default=0))
+               for i, p in enumerate(planned) if n < len(p.reads)  # tenants in turn
+               for path, key, params, _, _ in [p.reads[n]]]
+    for message in fanout.interleave(streams, sum(p.tenant.workers for p in planned)):
+        i, n = message.key
+        listed = planned[i]
+        if listed.tenant.failed:  # its other reads' pages are dropped
+            continue
+        if isinstance(message, fanout.Page):
+            _, _, _, floor, keep = listed.reads[n]
+            rows = [r for r in message.items if (keep is None or keep(r))
+                    and (floor is None or r["updatedAt"] >= floor)]
             if rows:
-                wrote = True
-                yield [dict(r, tenantId=tenant.id) for r in rows]
-    handoff.publish(changes, tenant.id)
-    if wrote or st.get("ladder") is None:  # the ladder only grows with new orders
-        st["ladder"] = _thin(ladder)
-    recheck.store(st, sweep, now, wrote)
-    checkpoint.advance(st, "watermark", now, wrote)
+                listed.wrote = True
+                yield listed.tenant, rows
+        elif message.error is not None:
+            listed.tenant.fail(message.error)
+    for listed in planned:
+        if not listed.tenant.failed:
+            now = listed.tenant.watermark()
+            _store(listed.st, listed.sweep, now, listed.wrote)
+            checkpoint.advance(listed.st, "watermark", now, listed.wrote)
+
+
+@dataclass
+class _OrdersPage:
+    """A page of orders read by `_OrdersScan.pages`, with the cursor that fetched it; a page
+    of the rolling re-read also carries its rows to emit and the sweep state after it."""
+
+    records: Records
+    cursor: Optional[str]
+    rows: Optional[Records] = None
+    sweep: Optional[Dict[str, Any]] = None
+
+
+class _OrdersScan(scan.Scan[_Tenant, _OrdersPage]):
+    """One tenant's orders in one run: from the stored page whose orders can still change to
+    the end, then the older pages the rolling re-read has due (`recheck.sweep_orders`).
+
+    Emits changed orders; once every page is read (`commit`) hands every order read, changed
+    or not, to `tickets`, and moves the tenant's ladder, sweep and watermark. The watermark is
+    the tenant's clock read in `_Tenant.begin`, before this scan's first page.
+    """
+
+    def __init__(self, tenant: _Tenant, st: Dict[str, Any], start: str, hours: float,
+                 handoff: Handoff[List[Change]]) -> None:
+        super().__init__(tenant)
+        self.st, self.start, self.hours, self.handoff = st, start, hours, handoff
+        self.since: Optional[str] = st.get("watermark")
+        self.begin = _window_start(st.get("ladder", []), self.since)
+        self.now = tenant.watermark()
+        self.stored: Optional[Dict[str, Any]] = st.get("recheck")
+        self.swept: Optional[Dict[str, Any]] = None  # the sweep state after its last page
+        self.ladder: List[List[Any]] = []
+        self.changes: List[Change] = []
+
+    def pages(self) -> Iterator[_OrdersPage]:
+        tenant = self.partition
+        for records, cursor in _order_pages(tenant, self.begin):
+            yield _OrdersPage(records, cursor)
+        if self.stored is not None and self.begin is not None:
+            for records, rows, read in recheck.sweep_orders(
+                    lambda at: _order_pages(tenant, at), self.stored, self.begin, self.now,
+                    self.hours, lambda r: r["createdAt"] >= self.start):
+                yield _OrdersPage(records, None, rows, read)
+
+    def take(self, page: _OrdersPage) -> Optional[pa.Table]:
+        records = page.records
+        self.changes.extend((r["id"], r["eventId"], r["updatedAt"]) for r in records)
+        if page.sweep is None:
+            if records:
+                self.ladder.append([page.cursor, records[0]["createdAt"]])
+            since = self.since
+            rows = [r for r in records
+                    if r["createdAt"] >= self.start and (since is None or r["updatedAt"] >= since)]
+        else:
+            self.swept, rows = page.sweep, page.rows or []
+        return arrow.page(rows, ORDER_SCHEMA, True, self.partition.id) if rows else None
+
+    def commit(self, wrote: bool) -> None:
+        st, now = self.st, self.now
+        sweep = self.swept or self.stored
+        if sweep is None:  # a first run reads every order: the first cycle starts now
+            first = self.ladder[0][1] if self.begin is None and self.ladder else None
+            sweep = recheck.new_cycle(now, now if self.since is None else None, first)
+        self.handoff.publish(self.changes, self.partition.id)
+        if wrote or st.get("ladder") is None:  # the ladder only grows with new orders
+            st["ladder"] = _thin(self.ladder)
+        recheck.store(st, sweep, now, wrote)
+        checkpoint.advance(st, "watermark", now, wrote)
 
 
 def _order_pages(tenant: _Tenant, begin: Optional[List[Any]]
@@ -459,9 +496,11 @@ def _ticket_reads(tenant: _Tenant, st: Dict[str, Any], hours: float,
         return [({"eventId": e["id"]}, None, False) for e in events], None
     order_changes = handoff.get(tenant.id)
     if order_changes is None:  # `orders` not selected this run: read its window
-        for _ in _orders(tenant, dict(dlt.current.resource_state("orders").get(
-                "tenants", {}).get(tenant.id, {})), start="", hours=hours, handoff=handoff):
-            pass
+        orders = _OrdersScan(tenant, dict(dlt.current.resource_state("orders").get(
+            "tenants", {}).get(tenant.id, {})), "", hours, handoff)
+        for page in orders.pages():
+            orders.take(page)
+        orders.commit(False)  # publishes; the state it moves is a copy
         order_changes = handoff.get(tenant.id)
     now = format_ms(tenant.now())
     grace = timedelta(hours=SCAN_GRACE_HOURS)

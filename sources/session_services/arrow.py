@@ -14,26 +14,30 @@ and `items_for()` loads them so that an order's lines replace all its earlier on
 from __future__ import annotations
 
 import functools
-from typing import Any, Dict, List, Sequence, Set, Tuple
+from typing import Any, Dict, List, Optional, Sequence, Set, Tuple
 
 import dlt
 import pyarrow as pa
 import pyarrow.compute as pc
 from dlt.sources import DltResource
 
+from sources.errors import SyncError
+from sources.session_services.client import SOURCE
 from sources.session_services.settings import ITEM_SCHEMA
 
 ITEMS = "items"
+TENANT = "tenantId"
 ITEMS_TABLE = "orders__items"
 ITEM_KEY = ("order_id", "line")
 _FROM_ORDER = ("order_id", "line", "tenant_id")  # item columns taken from the order
 _ITEM_RECORD = pa.schema([f for f in ITEM_SCHEMA if f.name not in _FROM_ORDER])
 
 
-def page(records: Sequence[Dict[str, Any]], schema: pa.Schema, with_items: bool = False
-         ) -> pa.Table:
+def page(records: Sequence[Dict[str, Any]], schema: pa.Schema, with_items: bool = False,
+         tenant: Optional[str] = None) -> pa.Table:
     """A page of API records in the API's shape (one column per top-level field, times as
     text), converted in one call; `typed()` makes a batch of such pages a `schema` table.
+    `tenant` fills the `tenantId` column (the API's records do not carry it).
 
     A field the schema does not know (the API started sending it) is kept, typed by pyarrow,
     for dlt to add to the table as it does for dicts: a top-level one as its own column, one
@@ -57,13 +61,20 @@ def page(records: Sequence[Dict[str, Any]], schema: pa.Schema, with_items: bool 
         table = pa.Table.from_struct_array(pa.array(records, type=shape))
     except (pa.ArrowInvalid, pa.ArrowTypeError):
         raise _contract_error(records, shape) from None
+    if tenant is not None:
+        at = table.schema.get_field_index(TENANT)
+        table = table.set_column(at, TENANT, pa.array([tenant] * len(records), pa.string()))
     for path in sorted(p for p in fields if p[0] != ITEMS):
         table = table.append_column("__".join(path), pa.array([_get(r, path) for r in records]))
     return table
 
 
-class ContractError(ValueError):
+class ContractError(SyncError):
     """A record's field holds a value of another type than the API's contract says."""
+
+    def __init__(self, problem: str) -> None:
+        self.problem = problem
+        super().__init__(f"{SOURCE}: a record does not match the API's contract: {problem}")
 
 
 def new_fields(records: Sequence[Dict[str, Any]], schema: pa.Schema,
@@ -214,7 +225,7 @@ def _contract_error(records: Sequence[Dict[str, Any]], shape: pa.StructType) -> 
                 found = [v for v in items if v is not None and not isinstance(v, dict)]
                 if not found:
                     sub = _contract_error([v for v in items if isinstance(v, dict)], inner)
-                    return ContractError(f"{f.name}.{sub.args[0]}")
+                    return ContractError(f"{f.name}.{sub.problem}")
             else:
                 found = [v for v in values if v is not None]
             kinds = sorted({type(v).__name__ for v in found})

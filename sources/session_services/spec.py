@@ -13,6 +13,7 @@ SPEC = SourceSpec(
     high_water={"orders": "created_at", "tickets": "updated_at"},
     backfill=(),
     partition="tenant",
+    first_append=True,
     freshness=(
         Freshness(
             table="`orders` (+ `orders__items`)",

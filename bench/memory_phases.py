@@ -59,6 +59,8 @@ def main() -> None:
                         help="rows per load (pipelines.backfill.LOAD_ROWS), to compare")
     parser.add_argument("--duckdb-memory", default=None,
                         help="DuckDB memory_limit of row-sized loads, e.g. 96MB, to compare")
+    parser.add_argument("--trim", action="store_true",
+                        help="malloc_trim(0) after each run (glibc), to compare")
     args = parser.parse_args()
     server, url = serve(args.events)
     tmp = tempfile.mkdtemp()
@@ -108,6 +110,8 @@ def main() -> None:
     def each_run(*a: Any, **k: Any) -> Any:
         run_peaks.clear()
         result = run_one(*a, **k)
+        if args.trim:  # hand glibc's freed pages back between runs
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
         print(f"after a run of {sum(result.rows.values())} rows ({result.rows}): RSS "
               f"{_rss_mb()} MB, {_heap_mb()}; its peaks: "
               + ", ".join(f"{p} {v}" for p, v in sorted(run_peaks.items())), flush=True)

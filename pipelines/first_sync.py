@@ -11,9 +11,10 @@ limit. For a source whose spec has `history` and `backfill` resources, a first s
    rows, events appended, each day marked done with its rows, so a killed first sync resumes
    by the day);
 3. runs the source's scheduled pipeline once with `since` = that clock reading: it reads as
-   if its last run had started then (events from 48 hours before it, merged), so whatever
-   became visible during the backfill is loaded, and the watermark it keeps comes from its
-   own first response, as on every run.
+   if its last run had started then (events from 48 hours before it), so whatever became
+   visible during the backfill is loaded, and the watermark it keeps comes from its own first
+   response, as on every run. That pipeline starts from the backfill's schema, so it reads
+   back what the backfill loaded and writes (merged) only the events the warehouse lacks.
 
 If the backfill fails (a partition refused, the API down), the rest is an ordinary first sync
 (one load, merged), which reports the failure as it always has. A first sync is the scheduled

@@ -55,6 +55,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--destination", default="duckdb", choices=["duckdb", "parquet"])
+    parser.add_argument("--load-rows", type=int, default=None,
+                        help="rows per load (pipelines.backfill.LOAD_ROWS), to compare")
+    parser.add_argument("--duckdb-memory", default=None,
+                        help="DuckDB memory_limit of row-sized loads, e.g. 96MB, to compare")
+    parser.add_argument("--trim", action="store_true",
+                        help="malloc_trim(0) after each run (glibc), to compare")
     args = parser.parse_args()
     server, url = serve(args.events)
     tmp = tempfile.mkdtemp()
@@ -70,9 +76,13 @@ def main() -> None:
     phase: List[str] = ["other"]
     peaks: Dict[str, int] = {}
 
+    run_peaks: Dict[str, int] = {}  # the current run's, per phase
+
     def sample() -> None:
         while True:
-            peaks[phase[0]] = max(peaks.get(phase[0], 0), _rss_mb())
+            rss = _rss_mb()
+            peaks[phase[0]] = max(peaks.get(phase[0], 0), rss)
+            run_peaks[phase[0]] = max(run_peaks.get(phase[0], 0), rss)
             time.sleep(0.02)
 
     def tag(owner: Any, name: str, label: str) -> None:
@@ -91,12 +101,20 @@ def main() -> None:
     tag(runlog, "high_water_marks", "run log")
     tag(runlog, "write", "run log")
     tag(backfill, "publish_bi_copy", "bi copy")
+    if args.load_rows:
+        backfill.LOAD_ROWS = args.load_rows
+    if args.duckdb_memory:
+        backfill.ROW_SIZED_DUCKDB_MEMORY = args.duckdb_memory
     run_one = backfill.sync_locked
 
     def each_run(*a: Any, **k: Any) -> Any:
+        run_peaks.clear()
         result = run_one(*a, **k)
-        print(f"after a run of {sum(result.rows.values())} rows: RSS {_rss_mb()} MB, "
-              f"{_heap_mb()}", flush=True)
+        if args.trim:  # hand glibc's freed pages back between runs
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+        print(f"after a run of {sum(result.rows.values())} rows ({result.rows}): RSS "
+              f"{_rss_mb()} MB, {_heap_mb()}; its peaks: "
+              + ", ".join(f"{p} {v}" for p, v in sorted(run_peaks.items())), flush=True)
         return result
     backfill.sync_locked = each_run  # type: ignore[assignment]
     print(f"after imports: {_rss_mb()} MB", flush=True)

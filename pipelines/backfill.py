@@ -110,7 +110,7 @@ def backfill(source: str, start: str, end: Optional[str], chunk: Optional[str],
                                 f"loads; add --resource {needed}")
         job = f"{lo.isoformat()}/{size.total_seconds():g}s/{','.join(sorted(only))}"
         location = resolve_location(destination, warehouse)
-        name = f"sessionsync_{source}_backfill"
+        name = backfill_pipeline(source)
         result = BackfillResult(source, ok=True, chunks=len(chunks))
         loaded = False
         with warehouse_lock(source, destination, location):
@@ -168,6 +168,11 @@ def backfill(source: str, start: str, end: Optional[str], chunk: Optional[str],
     except Exception as exc:  # reported as one line; the traceback goes to the debug log
         log.debug("backfill of %s failed", source, exc_info=True)
         return BackfillResult(source, ok=False, error=one_line_error(source, exc))
+
+
+def backfill_pipeline(source: str) -> str:
+    """The name of the dlt pipeline that backfills `source`."""
+    return f"sessionsync_{source}_backfill"
 
 
 def _pending_run(chunks: List[Chunk], n: int, days: int, done: set) -> List[Chunk]:

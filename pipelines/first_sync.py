@@ -11,9 +11,10 @@ limit. For a source whose spec has `history` and `backfill` resources, a first s
    rows, events appended, each day marked done with its rows, so a killed first sync resumes
    by the day);
 3. runs the source's scheduled pipeline once with `since` = that clock reading: it reads as
-   if its last run had started then (events from 48 hours before it, merged), so whatever
-   became visible during the backfill is loaded, and the watermark it keeps comes from its
-   own first response, as on every run.
+   if its last run had started then (events from 48 hours before it), so whatever became
+   visible during the backfill is loaded, and the watermark it keeps comes from its own first
+   response, as on every run. That pipeline starts from the backfill's schema, so it reads
+   back what the backfill loaded and writes (merged) only the events the warehouse lacks.
 
 If the backfill fails (a partition refused, the API down), the rest is an ordinary first sync
 (one load, merged), which reports the failure as it always has. A first sync is the scheduled
@@ -27,7 +28,7 @@ import importlib
 import logging
 from typing import Any, Callable, Dict, Optional, Tuple
 
-from pipelines.backfill import backfill
+from pipelines.backfill import backfill, backfill_pipeline
 from pipelines.registry import SOURCES
 from pipelines.run import SyncResult, make_pipeline
 
@@ -73,4 +74,17 @@ def load_history(source: str, destination: str, warehouse: Optional[str],
         # over what the backfill loaded; a killed or rerun first sync resumes the backfill)
         log.info("%s: first sync: %s; loading the rest in one run", source, done.error)
         return None, {}, done.rows
+    _adopt_schema(source, destination, warehouse)
     return None, {"since": now.isoformat()}, done.rows
+
+
+def _adopt_schema(source: str, destination: str, warehouse: Optional[str]) -> None:
+    """Give the scheduled pipeline, before its first run, the backfill's schema: its tables
+    are then known to hold the backfill's rows, so the hand-over run and the runs after read
+    those back (`sources.loaded`) and write only what the warehouse lacks. Without it, the
+    hand-over wrote the 48 hours of events it reads again, merged into all of history (a
+    first sync of 1M events into Delta took twice as long)."""
+    scheduled = make_pipeline(source, destination, warehouse)
+    filled = make_pipeline(source, destination, warehouse, backfill_pipeline(source))
+    if filled.default_schema_name is not None:
+        scheduled._inject_schema(filled.default_schema.clone())

@@ -49,7 +49,9 @@ def read_loaded(table: str, columns: List[str], where: str) -> Optional[pa.Table
     # the active pipeline, as `dlt.current.pipeline()` returns it, without resolving the
     # pipeline's configuration again as that call does each time (a tenth of a quiet run)
     pipeline: Any = Container()[PipelineContext].pipeline()
-    if pipeline.first_run or pipeline.destination is None:
+    # the pipeline's schema says what was loaded: none before its first load, except a
+    # first sync's, which holds what its backfill loaded (`pipelines.first_sync`)
+    if pipeline.default_schema_name is None or pipeline.destination is None:
         return None
     if table not in pipeline.default_schema.data_table_names(seen_data_only=True):
         return None

@@ -11,6 +11,7 @@ from typing import Any, List, Tuple
 import pytest
 
 import pipelines.backfill as backfill_module
+import pipelines.first_sync as first_sync_module
 from pipelines.run import sync_source
 from sandbox.core import parse_iso_ms
 from sandbox.serve import START
@@ -98,3 +99,27 @@ def test_first_sync_killed_mid_history_resumes_by_the_day(
     assert [w for w in reads if w[1]], "the unfinished history load was not read again"
     assert_equals_truth(sessionvision)  # every record, once
     assert_quiet_run(sessionvision, "sessionvision")
+
+
+@pytest.mark.parametrize("destination,later", [("duckdb", 3600), ("parquet", 3600),
+                                               ("parquet", 0)])
+def test_first_sync_hand_over_writes_only_the_events_the_backfill_did_not_load(
+        sessionvision: SessionVisionApi, monkeypatch: pytest.MonkeyPatch,
+        destination: str, later: int) -> None:
+    """The hand-over reads the 48 hours before `since` again, which the backfill loaded: it
+    writes only the events the warehouse lacks (those of the `later` seconds after), not the
+    overlap again (merged into a Delta table of all history, that cost the first sync twice
+    its time); and the runs after it read the backfill's events back too (a quiet run)."""
+    history = first_sync_module.load_history
+
+    def then_time_passes(*args: Any) -> Any:
+        done = history(*args)
+        sessionvision.advance(later)  # events after `since`, for the hand-over
+        return done
+    monkeypatch.setattr(first_sync_module, "load_history", then_time_passes)
+    result = sync_source("sessionvision", destination)
+    assert result.ok, result.error
+    data = assert_equals_truth(sessionvision, destination)  # every record, once
+    # every event written once: the backfill's loads and the hand-over do not overlap
+    assert result.rows["events"] == len(data["events"])
+    assert_quiet_run(sessionvision, "sessionvision", destination)

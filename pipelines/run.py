@@ -7,6 +7,7 @@ import uuid
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Dict, List, Optional, Sequence
 
 import dlt
@@ -260,11 +261,10 @@ def _holds_any(source: str, destination: str, location: Location) -> bool:
     a load that did not finish); on Postgres assumed so (merged: always exact)."""
     if destination == "postgres":
         return True
-    try:
-        with connect(destination, location) as con:
-            return any(t.startswith(f"{source}.") for t in data_tables(con))
-    except SyncError:  # no warehouse yet
-        return False
+    if destination == "duckdb" and isinstance(location, Path) and not location.exists():
+        return False  # no warehouse yet; any other failure to read it fails the run
+    with connect(destination, location) as con:
+        return any(t.startswith(f"{source}.") for t in data_tables(con))
 
 
 def sync(sources: Sequence[str], destination: str = "duckdb",

@@ -632,3 +632,25 @@ def test_a_field_of_another_type_fails_the_run_naming_it_and_loses_nothing(
     assert result.ok, result.error
     assert loaded("orders")[order["id"]]["total"] == total + 1
     assert_equals_truth(session_services)
+
+
+def test_a_new_field_of_mixed_types_fails_naming_it_never_a_value(
+        session_services: SessionServicesApi) -> None:
+    """A field the contract does not name, a number on one ticket and text on another of the
+    same page: the run fails with one line naming the field and its types, no value."""
+    assert sync_source("session_services").ok
+    tenant = session_services.tenants[A]
+    first = tenant.tickets.by_id[session_services.truth(A, "tickets")[0]["id"]]
+    second = next(t for t in tenant.tickets.by_id.values()
+                  if t["eventId"] == first["eventId"] and t["id"] != first["id"])
+    session_services.advance(60)
+    session_services._touch(first, attendee={**first["attendee"], "phone": 5550100})
+    session_services._touch(second, attendee={**second["attendee"], "phone": "+64 21 555 0100"})
+    order = next(o for o in tenant.orders.by_id.values() if o["eventId"] == first["eventId"])
+    session_services._touch(order)  # a changed order of the event: its tickets are read
+    session_services.advance(60)
+    failed = sync_source("session_services")
+    assert not failed.ok and failed.error is not None and "\n" not in failed.error
+    assert "attendee.phone, a field the contract does not name, holds int/str" in failed.error, \
+        failed.error
+    assert "555" not in failed.error

@@ -54,7 +54,8 @@ def page(records: Sequence[Dict[str, Any]], schema: pa.Schema, with_items: bool 
     if line_fields:
         lines = [line for r in records for line in r.get(ITEMS) or ()]
         known = _record_type(_ITEM_RECORD)
-        extra = [pa.field(k, pa.array([line.get(k) for line in lines]).type) for k in line_fields]
+        extra = [pa.field(k, _new((ITEMS, k), [line.get(k) for line in lines]).type)
+                 for k in line_fields]
         shape = pa.struct([f if f.name != ITEMS else pa.field(ITEMS, pa.list_(
             pa.struct(list(known) + extra))) for f in shape])
     try:
@@ -65,7 +66,7 @@ def page(records: Sequence[Dict[str, Any]], schema: pa.Schema, with_items: bool 
         at = table.schema.get_field_index(TENANT)
         table = table.set_column(at, TENANT, pa.array([tenant] * len(records), pa.string()))
     for path in sorted(p for p in fields if p[0] != ITEMS):
-        table = table.append_column("__".join(path), pa.array([_get(r, path) for r in records]))
+        table = table.append_column("__".join(path), _new(path, [_get(r, path) for r in records]))
     return table
 
 
@@ -209,6 +210,21 @@ def _get(record: Dict[str, Any], path: Tuple[str, ...]) -> Any:
     for name in path:
         value = value.get(name) if isinstance(value, dict) else None
     return value
+
+
+def _new(path: Tuple[str, ...], values: List[Any]) -> pa.Array:
+    """The values of a field the schema does not know, typed by pyarrow.
+
+    Raises:
+        ContractError: values of types pyarrow cannot hold in one column (a number in one
+            record, text in another), naming the field and types, never a value.
+    """
+    try:
+        return pa.array(values)
+    except (pa.ArrowInvalid, pa.ArrowTypeError):
+        kinds = sorted({type(v).__name__ for v in values if v is not None})
+        raise ContractError(f"{'.'.join(path)}, a field the contract does not name, holds "
+                            f"{'/'.join(kinds)} in one page") from None
 
 
 def _contract_error(records: Sequence[Dict[str, Any]], shape: pa.StructType) -> ContractError:

@@ -222,9 +222,8 @@ def _new(path: Tuple[str, ...], values: List[Any]) -> pa.Array:
     try:
         return pa.array(values)
     except (pa.ArrowInvalid, pa.ArrowTypeError):
-        kinds = sorted({type(v).__name__ for v in values if v is not None})
         raise ContractError(f"{'.'.join(path)}, a field the contract does not name, holds "
-                            f"{'/'.join(kinds)} in one page") from None
+                            f"{_kinds(values)} in one page") from None
 
 
 def _contract_error(records: Sequence[Dict[str, Any]], shape: pa.StructType) -> ContractError:
@@ -244,10 +243,14 @@ def _contract_error(records: Sequence[Dict[str, Any]], shape: pa.StructType) -> 
                     return ContractError(f"{f.name}.{sub.problem}")
             else:
                 found = [v for v in values if v is not None]
-            kinds = sorted({type(v).__name__ for v in found})
-            return ContractError(f"{f.name} holds {'/'.join(kinds) or 'a value'} where the "
+            return ContractError(f"{f.name} holds {_kinds(found) or 'a value'} where the "
                                  f"API's contract has {_kind(f.type)}")
     return ContractError("a record holds a value of another type than the API's contract has")
+
+
+def _kinds(values: Sequence[Any]) -> str:
+    """The Python types of the non-null `values`, as `int/str` (never a value itself)."""
+    return "/".join(sorted({type(v).__name__ for v in values if v is not None}))
 
 
 def _kind(kind: pa.DataType) -> str:

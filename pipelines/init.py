@@ -50,12 +50,13 @@ def init(folder: Path, sources: Sequence[str]) -> List[Path]:
     if existing:
         raise SyncError(f"{' and '.join(existing)} exist already; not overwriting")
     enabled = "[" + ", ".join(f'"{s}"' for s in chosen) + "]"
+    declared = {s: settings(SOURCES[s]) for s in chosen}
     config_text = HEADER.format(enabled=enabled) + "".join(
         f"\n[sources.{s}]\n# max_lag = \"1h\"\n"
-        + "".join(_lines(s, x) for x in settings(SOURCES[s]) if not x.secret) for s in chosen)
+        + "".join(_lines(s, x) for x in declared[s] if not x.secret) for s in chosen)
     secrets_text = ("# Secrets: keep this file out of version control. Uncomment and fill in, or\n"
                     "# set the environment variables named here.\n" + "".join(
-        f"\n[sources.{s}]\n" + "".join(_lines(s, x) for x in settings(SOURCES[s]) if x.secret)
+        f"\n[sources.{s}]\n" + "".join(_lines(s, x) for x in declared[s] if x.secret)
         for s in chosen))
     settings_dir.mkdir(parents=True, exist_ok=True)
     config.write_text(config_text)
